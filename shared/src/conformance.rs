@@ -1,0 +1,404 @@
+//! Conformance suites: the behaviour every backend of a port must have, written
+//! once. An adapter crate runs them with one line each:
+//!
+//! ```ignore
+//! shared::event_store_conformance!(async { MyStore::new().await });
+//! ```
+//! The expression is evaluated afresh for every test and must give an empty store.
+
+use crate::clock::truncate_to_millis;
+use crate::envelope::{EventEnvelope, EventMetadata};
+use crate::money::Money;
+use crate::ports::*;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use std::sync::Arc;
+use uuid::Uuid;
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    truncate_to_millis(DateTime::from_timestamp(1_790_000_000 + seconds, 123_000_000).unwrap())
+}
+
+pub fn envelope(aggregate_id: Uuid, version: u64) -> EventEnvelope {
+    EventEnvelope {
+        event_id: Uuid::now_v7(),
+        aggregate_type: "wallet".into(),
+        aggregate_id,
+        version,
+        event_type: "WalletCredited".into(),
+        schema_version: 1,
+        occurred_at: at(version as i64),
+        data: json!({"amount": 1050, "reference": format!("R-{version}"), "nested": {"list": [1, 2.5, "x", null, true]}}),
+        metadata: EventMetadata {
+            command_id: Uuid::now_v7(),
+            correlation_id: "corr-1".into(),
+            causation_id: Some("cause-1".into()),
+            user_id: "alice".into(),
+            idempotency_key: Some("key-1".into()),
+        },
+    }
+}
+
+pub fn append(id: Uuid, expected_version: u64, count: u64) -> StreamAppend {
+    StreamAppend {
+        stream_id: format!("wallet#{id}"),
+        expected_version,
+        events: (expected_version + 1..=expected_version + count).map(|v| envelope(id, v)).collect(),
+    }
+}
+
+pub fn idempotency(scope: &str, key: &str) -> IdempotencyRecord {
+    IdempotencyRecord {
+        scope: scope.into(),
+        key: key.into(),
+        request_hash: "hash-1".into(),
+        response: StoredResponse { status: 201, body: r#"{"success":true}"#.into(), headers: vec![("location".into(), "/x".into())] },
+        created_at: at(0),
+        expires_at: at(0) + Duration::hours(24),
+    }
+}
+
+pub mod event_store {
+    use super::*;
+
+    pub async fn an_unknown_stream_is_empty(store: &dyn EventStore) {
+        assert!(store.load(&format!("wallet#{}", Uuid::now_v7()), 0).await.unwrap().is_empty());
+    }
+
+    pub async fn appended_events_load_back_intact_in_version_order(store: &dyn EventStore) {
+        let id = Uuid::now_v7();
+        let first = append(id, 0, 3);
+        store.append(Commit { streams: vec![first.clone()], idempotency: None }).await.unwrap();
+        let second = append(id, 3, 2);
+        store.append(Commit { streams: vec![second.clone()], idempotency: None }).await.unwrap();
+        let loaded = store.load(&first.stream_id, 0).await.unwrap();
+        assert_eq!(loaded, [first.events, second.events.clone()].concat());
+        assert_eq!(store.load(&first.stream_id, 3).await.unwrap(), second.events, "after_version filters");
+    }
+
+    pub async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(store: &dyn EventStore) {
+        let id = Uuid::now_v7();
+        store.append(Commit { streams: vec![append(id, 0, 2)], idempotency: None }).await.unwrap();
+        for stale in [0, 1, 3] {
+            let err = store.append(Commit { streams: vec![append(id, stale, 1)], idempotency: None }).await.unwrap_err();
+            assert_eq!(err, AppendError::VersionConflict { stream_id: format!("wallet#{id}") }, "expected {stale}");
+        }
+        assert_eq!(store.load(&format!("wallet#{id}"), 0).await.unwrap().len(), 2);
+    }
+
+    pub async fn a_commit_over_several_streams_is_all_or_nothing(store: &dyn EventStore) {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        store.append(Commit { streams: vec![append(b, 0, 1)], idempotency: None }).await.unwrap();
+        let err = store.append(Commit { streams: vec![append(a, 0, 1), append(b, 0, 1)], idempotency: None }).await.unwrap_err();
+        assert!(matches!(err, AppendError::VersionConflict { ref stream_id } if *stream_id == format!("wallet#{b}")), "{err:?}");
+        assert!(store.load(&format!("wallet#{a}"), 0).await.unwrap().is_empty(), "the other stream was not written");
+        store.append(Commit { streams: vec![append(a, 0, 1), append(b, 1, 1)], idempotency: None }).await.unwrap();
+        assert_eq!(store.load(&format!("wallet#{b}"), 0).await.unwrap().len(), 2);
+    }
+
+    pub async fn the_idempotency_record_is_stored_with_the_events_and_only_once(store: &dyn EventStore) {
+        let id = Uuid::now_v7();
+        let record = idempotency("alice", "k-1");
+        store.append(Commit { streams: vec![append(id, 0, 1)], idempotency: Some(record.clone()) }).await.unwrap();
+        assert_eq!(store.idempotency("alice", "k-1").await.unwrap(), Some(record.clone()));
+        let mut again = idempotency("alice", "k-1");
+        again.request_hash = "other".into();
+        let err = store.append(Commit { streams: vec![append(id, 1, 1)], idempotency: Some(again) }).await.unwrap_err();
+        assert_eq!(err, AppendError::IdempotencyKeyUsed(Box::new(record)));
+        assert_eq!(store.load(&format!("wallet#{id}"), 0).await.unwrap().len(), 1, "the refused commit wrote no event");
+    }
+
+    pub async fn idempotency_keys_are_scoped_to_the_caller(store: &dyn EventStore) {
+        store.append(Commit { streams: vec![], idempotency: Some(idempotency("alice", "k-2")) }).await.unwrap();
+        store.append(Commit { streams: vec![], idempotency: Some(idempotency("bob", "k-2")) }).await.unwrap();
+        assert!(store.idempotency("carol", "k-2").await.unwrap().is_none());
+        assert_eq!(store.idempotency("bob", "k-2").await.unwrap().unwrap().scope, "bob");
+    }
+
+    pub async fn a_version_conflict_does_not_store_the_idempotency_record(store: &dyn EventStore) {
+        let id = Uuid::now_v7();
+        store.append(Commit { streams: vec![append(id, 0, 1)], idempotency: None }).await.unwrap();
+        let err = store.append(Commit { streams: vec![append(id, 0, 1)], idempotency: Some(idempotency("alice", "k-3")) }).await.unwrap_err();
+        assert!(matches!(err, AppendError::VersionConflict { .. }));
+        assert!(store.idempotency("alice", "k-3").await.unwrap().is_none());
+    }
+
+    /// 99 events and the idempotency record: the most one DynamoDB transaction holds.
+    pub async fn a_large_commit_is_atomic(store: &dyn EventStore) {
+        let id = Uuid::now_v7();
+        store.append(Commit { streams: vec![append(id, 0, 99)], idempotency: Some(idempotency("alice", "k-4")) }).await.unwrap();
+        let loaded = store.load(&format!("wallet#{id}"), 0).await.unwrap();
+        assert_eq!(loaded.iter().map(|e| e.version).collect::<Vec<_>>(), (1..=99).collect::<Vec<_>>());
+    }
+
+    pub async fn of_concurrent_appends_at_one_version_exactly_one_wins(store: Arc<dyn EventStore>) {
+        let id = Uuid::now_v7();
+        store.append(Commit { streams: vec![append(id, 0, 1)], idempotency: None }).await.unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.append(Commit { streams: vec![append(id, 1, 1)], idempotency: None }).await })
+            })
+            .collect();
+        let mut wins = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => wins += 1,
+                Err(AppendError::VersionConflict { .. }) => {}
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(wins, 1);
+        assert_eq!(store.load(&format!("wallet#{id}"), 0).await.unwrap().len(), 2);
+    }
+}
+
+pub mod event_feed {
+    use super::*;
+
+    pub async fn the_feed_replays_every_commit_in_order_with_positions(store: &(impl EventStore + EventFeed)) {
+        let start = *store.head().borrow();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut head = store.head();
+        store.append(Commit { streams: vec![append(a, 0, 2)], idempotency: None }).await.unwrap();
+        store.append(Commit { streams: vec![append(b, 0, 1), append(a, 2, 1)], idempotency: None }).await.unwrap();
+        assert!(head.has_changed().unwrap(), "a commit wakes feed readers");
+        assert_eq!(*head.borrow_and_update(), start + 4);
+        let feed = store.read_after(start, 100).await.unwrap();
+        let seen: Vec<(u64, Uuid, u64)> = feed.iter().map(|(p, e)| (*p, e.aggregate_id, e.version)).collect();
+        assert_eq!(seen, expected_order(start, a, b));
+        let page = store.read_after(start + 1, 2).await.unwrap();
+        assert_eq!(page.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![start + 2, start + 3], "limit and position are honoured");
+        assert!(store.read_after(start + 4, 10).await.unwrap().is_empty());
+    }
+
+    /// Within one commit, streams keep the order they were given in.
+    fn expected_order(start: u64, a: Uuid, b: Uuid) -> Vec<(u64, Uuid, u64)> {
+        vec![(start + 1, a, 1), (start + 2, a, 2), (start + 3, b, 1), (start + 4, a, 3)]
+    }
+}
+
+pub mod read_store {
+    use super::*;
+
+    pub fn wallet(owner: &str, version: u64, created_second: i64) -> WalletView {
+        WalletView {
+            wallet_id: Uuid::now_v7(),
+            owner_id: owner.into(),
+            wallet_type: "personal".into(),
+            currency: "EGP".into(),
+            kyc_level: "basic".into(),
+            status: "active".into(),
+            balance: Money::from_minor(64_975),
+            version,
+            created_at: at(created_second),
+            updated_at: at(created_second + 1),
+        }
+    }
+
+    pub fn transaction(wallet_id: Uuid, version: u64) -> TransactionItem {
+        TransactionItem {
+            wallet_id,
+            event_id: Uuid::now_v7(),
+            kind: "credit".into(),
+            amount: Money::from_minor(100 * version as i64),
+            balance_after: Money::from_minor(1_000 + version as i64),
+            transaction_type: "deposit".into(),
+            reference: format!("R-{version}"),
+            description: (version % 2 == 0).then(|| "even".to_string()),
+            occurred_at: at(version as i64),
+            version,
+        }
+    }
+
+    pub fn transfer(version: u64) -> TransferView {
+        TransferView {
+            transfer_id: Uuid::now_v7(),
+            source_wallet_id: Uuid::now_v7(),
+            destination_wallet_id: Uuid::now_v7(),
+            amount: Money::from_minor(10_000),
+            currency: "EGP".into(),
+            status: "PENDING".into(),
+            failure_reason: None,
+            version,
+            created_at: at(0),
+            updated_at: at(1),
+        }
+    }
+
+    pub async fn wallet_views_are_written_only_over_the_version_they_follow(store: &dyn ReadStore) {
+        let mut view = wallet("alice", 1, 0);
+        assert_eq!(store.wallet(view.wallet_id).await.unwrap(), None);
+        assert_eq!(store.save_wallet(&view, 0).await.unwrap(), Saved::Written);
+        assert_eq!(store.wallet(view.wallet_id).await.unwrap(), Some(view.clone()));
+        assert_eq!(store.save_wallet(&view, 0).await.unwrap(), Saved::Stale, "a duplicate first event");
+        let older = view.clone();
+        view.version = 2;
+        view.balance = Money::from_minor(1);
+        assert_eq!(store.save_wallet(&view, 1).await.unwrap(), Saved::Written);
+        assert_eq!(store.save_wallet(&older, 0).await.unwrap(), Saved::Stale, "an older state never overwrites a newer one");
+        assert_eq!(store.save_wallet(&view, 1).await.unwrap(), Saved::Stale, "a redelivered event");
+        assert_eq!(store.wallet(view.wallet_id).await.unwrap(), Some(view));
+    }
+
+    pub async fn an_owners_wallets_are_listed_oldest_first(store: &dyn ReadStore) {
+        let owner = format!("owner-{}", Uuid::now_v7());
+        let (newer, older, other) = (wallet(&owner, 1, 50), wallet(&owner, 3, 10), wallet("someone-else", 1, 0));
+        for w in [&newer, &older, &other] {
+            store.save_wallet(w, 0).await.unwrap();
+        }
+        assert_eq!(store.wallets_of_owner(&owner).await.unwrap(), vec![older, newer]);
+        assert!(store.wallets_of_owner("nobody").await.unwrap().is_empty());
+    }
+
+    pub async fn transactions_page_newest_first_and_record_once(store: &dyn ReadStore) {
+        let wallet_id = Uuid::now_v7();
+        let items: Vec<_> = (1..=5).map(|v| transaction(wallet_id, v)).collect();
+        for item in &items {
+            store.record_transaction(item).await.unwrap();
+        }
+        let mut duplicate = items[2].clone();
+        duplicate.reference = "changed".into();
+        store.record_transaction(&duplicate).await.unwrap();
+        store.record_transaction(&transaction(Uuid::now_v7(), 1)).await.unwrap();
+        let first = store.transactions(wallet_id, 2, None).await.unwrap();
+        assert_eq!(first, vec![items[4].clone(), items[3].clone()]);
+        let rest = store.transactions(wallet_id, 10, Some(4)).await.unwrap();
+        assert_eq!(rest, vec![items[2].clone(), items[1].clone(), items[0].clone()], "the first write of a version stays");
+        assert!(store.transactions(wallet_id, 10, Some(1)).await.unwrap().is_empty());
+        assert!(store.transactions(Uuid::now_v7(), 10, None).await.unwrap().is_empty());
+    }
+
+    pub async fn transfer_views_are_version_guarded(store: &dyn ReadStore) {
+        let mut view = transfer(1);
+        assert_eq!(store.save_transfer(&view, 0).await.unwrap(), Saved::Written);
+        view.version = 3;
+        view.status = "FAILED".into();
+        view.failure_reason = Some("WALLET_NOT_ACTIVE".into());
+        assert_eq!(store.save_transfer(&view, 2).await.unwrap(), Saved::Stale);
+        assert_eq!(store.save_transfer(&view, 1).await.unwrap(), Saved::Written);
+        assert_eq!(store.transfer(view.transfer_id).await.unwrap(), Some(view));
+        assert_eq!(store.transfer(Uuid::now_v7()).await.unwrap(), None);
+    }
+
+    pub async fn checkpoints_start_at_zero_and_persist(store: &dyn ReadStore) {
+        assert_eq!(store.checkpoint("projector").await.unwrap(), 0);
+        store.save_checkpoint("projector", 42).await.unwrap();
+        store.save_checkpoint("other", 7).await.unwrap();
+        assert_eq!(store.checkpoint("projector").await.unwrap(), 42);
+        store.save_checkpoint("projector", 43).await.unwrap();
+        assert_eq!(store.checkpoint("projector").await.unwrap(), 43);
+    }
+}
+
+pub mod execution_store {
+    use super::*;
+
+    pub fn execution(name: &str, machine: &str, second: i64) -> ExecutionRecord {
+        ExecutionRecord {
+            name: name.into(),
+            state_machine: machine.into(),
+            status: ExecutionStatus::Running,
+            current_state: "DebitSource".into(),
+            input: json!({"transferId": name}),
+            error: None,
+            started_at: at(second),
+            updated_at: at(second),
+        }
+    }
+
+    pub async fn an_execution_name_starts_once(store: &dyn ExecutionStore) {
+        let first = execution("t-1", "transfer", 0);
+        assert!(store.create(&first).await.unwrap());
+        let mut second = first.clone();
+        second.input = json!({"other": true});
+        assert!(!store.create(&second).await.unwrap());
+        assert_eq!(store.get("transfer", "t-1").await.unwrap(), Some(first));
+        assert!(store.create(&execution("t-1", "claim", 0)).await.unwrap(), "names are per state machine");
+    }
+
+    pub async fn progress_is_persisted_and_running_ones_are_listed(store: &dyn ExecutionStore) {
+        let (a, b, c) = (execution("a", "transfer", 2), execution("b", "transfer", 1), execution("c", "claim", 0));
+        for e in [&a, &b, &c] {
+            store.create(e).await.unwrap();
+        }
+        let mut done = a.clone();
+        done.status = ExecutionStatus::Succeeded;
+        done.current_state = "TransferCompleted".into();
+        done.input = json!({"result": 1});
+        store.update(&done).await.unwrap();
+        assert_eq!(store.get("transfer", "a").await.unwrap(), Some(done));
+        let mut moved = b.clone();
+        moved.current_state = "CreditDestination".into();
+        moved.updated_at = at(5);
+        store.update(&moved).await.unwrap();
+        assert_eq!(store.running("transfer").await.unwrap(), vec![moved]);
+        assert_eq!(store.get("transfer", "zzz").await.unwrap(), None);
+    }
+}
+
+/// Runs [`event_store`] (and, with `feed`, [`event_feed`]) against a backend.
+#[macro_export]
+macro_rules! event_store_conformance {
+    ($make:expr) => {
+        $crate::event_store_conformance!(@tests $make; an_unknown_stream_is_empty, appended_events_load_back_intact_in_version_order,
+            a_stale_expected_version_is_a_conflict_and_writes_nothing, a_commit_over_several_streams_is_all_or_nothing,
+            the_idempotency_record_is_stored_with_the_events_and_only_once, idempotency_keys_are_scoped_to_the_caller,
+            a_version_conflict_does_not_store_the_idempotency_record, a_large_commit_is_atomic);
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn of_concurrent_appends_at_one_version_exactly_one_wins() {
+            let store = $make.await;
+            $crate::conformance::event_store::of_concurrent_appends_at_one_version_exactly_one_wins(std::sync::Arc::new(store)).await;
+        }
+    };
+    (@tests $make:expr; $($test:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                let store = $make.await;
+                $crate::conformance::event_store::$test(&store).await;
+            }
+        )*
+    };
+    (feed $make:expr) => {
+        #[tokio::test]
+        async fn the_feed_replays_every_commit_in_order_with_positions() {
+            let store = $make.await;
+            $crate::conformance::event_feed::the_feed_replays_every_commit_in_order_with_positions(&store).await;
+        }
+    };
+}
+
+#[macro_export]
+macro_rules! read_store_conformance {
+    ($make:expr) => {
+        $crate::read_store_conformance!(@tests $make; wallet_views_are_written_only_over_the_version_they_follow,
+            an_owners_wallets_are_listed_oldest_first, transactions_page_newest_first_and_record_once,
+            transfer_views_are_version_guarded, checkpoints_start_at_zero_and_persist);
+    };
+    (@tests $make:expr; $($test:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                let store = $make.await;
+                $crate::conformance::read_store::$test(&store).await;
+            }
+        )*
+    };
+}
+
+#[macro_export]
+macro_rules! execution_store_conformance {
+    ($make:expr) => {
+        $crate::execution_store_conformance!(@tests $make; an_execution_name_starts_once, progress_is_persisted_and_running_ones_are_listed);
+    };
+    (@tests $make:expr; $($test:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                let store = $make.await;
+                $crate::conformance::execution_store::$test(&store).await;
+            }
+        )*
+    };
+}

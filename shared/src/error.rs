@@ -1,0 +1,47 @@
+//! Why a command was refused, in the ledger's own words. Each variant has a stable
+//! code (the contract's `error` field); the HTTP edge maps codes to statuses.
+
+use crate::money::{Currency, Money};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("{0}")]
+    Validation(String),
+    #[error("{kind} {id} was not found")]
+    NotFound { kind: &'static str, id: Uuid },
+    #[error("{kind} {id} already exists")]
+    AlreadyExists { kind: &'static str, id: Uuid },
+    #[error("wallet {wallet} has {available} {currency}, debit needs {needed} {currency}")]
+    InsufficientFunds { wallet: Uuid, available: Money, needed: Money, currency: Currency },
+    #[error("wallet {wallet} is {status}, the command needs an active wallet")]
+    WalletNotActive { wallet: Uuid, status: &'static str },
+    #[error("cannot {action} {kind} {id} while it is {status}")]
+    InvalidStateTransition { kind: &'static str, id: Uuid, status: &'static str, action: &'static str },
+    #[error("wallet {wallet} holds {wallet_currency}, the command is in {command_currency}")]
+    CurrencyMismatch { wallet: Uuid, wallet_currency: Currency, command_currency: Currency },
+    #[error("source and destination are the same wallet")]
+    SameWallet,
+    #[error("wallet {wallet} still holds {balance}; only an empty wallet can be closed")]
+    NonZeroBalance { wallet: Uuid, balance: Money },
+    #[error("{0}")]
+    LimitExceeded(String),
+}
+
+impl DomainError {
+    /// The contract's `error` code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DomainError::Validation(_) => "VALIDATION_ERROR",
+            DomainError::NotFound { .. } => "NOT_FOUND",
+            DomainError::AlreadyExists { .. } => "ALREADY_EXISTS",
+            DomainError::InsufficientFunds { .. } => "INSUFFICIENT_FUNDS",
+            DomainError::WalletNotActive { .. } => "WALLET_NOT_ACTIVE",
+            DomainError::InvalidStateTransition { .. } => "INVALID_STATE_TRANSITION",
+            DomainError::CurrencyMismatch { .. } => "CURRENCY_MISMATCH",
+            DomainError::SameWallet => "SAME_WALLET",
+            DomainError::NonZeroBalance { .. } => "NON_ZERO_BALANCE",
+            DomainError::LimitExceeded(_) => "LIMIT_EXCEEDED",
+        }
+    }
+}

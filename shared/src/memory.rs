@@ -1,0 +1,216 @@
+//! The in-memory backend: every port on plain maps behind a mutex. It is what
+//! `healthpay serve --in-memory` runs on and what fast tests use; it passes the same
+//! conformance suites as the durable backends.
+
+use crate::envelope::EventEnvelope;
+use crate::ports::*;
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub struct MemoryEventStore {
+    inner: Mutex<EventLog>,
+    head: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct EventLog {
+    streams: HashMap<String, Vec<EventEnvelope>>,
+    /// Position `i + 1` is `log[i]`: (stream, index in stream).
+    log: Vec<(String, usize)>,
+    idempotency: HashMap<(String, String), IdempotencyRecord>,
+}
+
+impl Default for MemoryEventStore {
+    fn default() -> Self {
+        MemoryEventStore { inner: Mutex::default(), head: watch::channel(0).0 }
+    }
+}
+
+#[async_trait]
+impl EventStore for MemoryEventStore {
+    async fn load(&self, stream_id: &str, after_version: u64) -> Result<Vec<EventEnvelope>, StoreError> {
+        let inner = self.inner.lock().unwrap();
+        Ok(inner.streams.get(stream_id).map(|events| events.iter().filter(|e| e.version > after_version).cloned().collect()).unwrap_or_default())
+    }
+
+    async fn append(&self, commit: Commit) -> Result<(), AppendError> {
+        let mut inner = self.inner.lock().unwrap();
+        // Check everything first: all or nothing.
+        if let Some(record) = &commit.idempotency {
+            if let Some(existing) = inner.idempotency.get(&(record.scope.clone(), record.key.clone())) {
+                return Err(AppendError::IdempotencyKeyUsed(Box::new(existing.clone())));
+            }
+        }
+        for append in &commit.streams {
+            let current = inner.streams.get(&append.stream_id).map_or(0, |s| s.len() as u64);
+            if current != append.expected_version {
+                return Err(AppendError::VersionConflict { stream_id: append.stream_id.clone() });
+            }
+        }
+        for append in commit.streams {
+            let stream = inner.streams.entry(append.stream_id.clone()).or_default();
+            let first_index = stream.len();
+            let count = append.events.len();
+            stream.extend(append.events);
+            for index in first_index..first_index + count {
+                inner.log.push((append.stream_id.clone(), index));
+            }
+        }
+        if let Some(record) = commit.idempotency {
+            inner.idempotency.insert((record.scope.clone(), record.key.clone()), record);
+        }
+        let head = inner.log.len() as u64;
+        drop(inner);
+        self.head.send_replace(head);
+        Ok(())
+    }
+
+    async fn idempotency(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(self.inner.lock().unwrap().idempotency.get(&(scope.to_string(), key.to_string())).cloned())
+    }
+}
+
+#[async_trait]
+impl EventFeed for MemoryEventStore {
+    async fn read_after(&self, position: u64, limit: usize) -> Result<Vec<(u64, EventEnvelope)>, StoreError> {
+        let inner = self.inner.lock().unwrap();
+        Ok(inner
+            .log
+            .iter()
+            .enumerate()
+            .skip(position as usize)
+            .take(limit)
+            .map(|(i, (stream, index))| (i as u64 + 1, inner.streams[stream][*index].clone()))
+            .collect())
+    }
+
+    fn head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryReadStore {
+    inner: Mutex<ReadModels>,
+}
+
+#[derive(Default)]
+struct ReadModels {
+    wallets: HashMap<Uuid, WalletView>,
+    transactions: HashMap<Uuid, BTreeMap<u64, TransactionItem>>,
+    transfers: HashMap<Uuid, TransferView>,
+    checkpoints: HashMap<String, u64>,
+}
+
+/// The guarded write every read model shares: write only over `previous_version`.
+fn save_guarded<V: Clone>(map: &mut HashMap<Uuid, V>, id: Uuid, view: &V, previous_version: u64, version_of: impl Fn(&V) -> u64) -> Saved {
+    let current = map.get(&id).map_or(0, &version_of);
+    if current != previous_version {
+        return Saved::Stale;
+    }
+    map.insert(id, view.clone());
+    Saved::Written
+}
+
+#[async_trait]
+impl WalletViews for MemoryReadStore {
+    async fn wallet(&self, wallet_id: Uuid) -> Result<Option<WalletView>, StoreError> {
+        Ok(self.inner.lock().unwrap().wallets.get(&wallet_id).cloned())
+    }
+    async fn save_wallet(&self, view: &WalletView, previous_version: u64) -> Result<Saved, StoreError> {
+        Ok(save_guarded(&mut self.inner.lock().unwrap().wallets, view.wallet_id, view, previous_version, |v| v.version))
+    }
+    async fn wallets_of_owner(&self, owner_id: &str) -> Result<Vec<WalletView>, StoreError> {
+        let mut wallets: Vec<WalletView> = self.inner.lock().unwrap().wallets.values().filter(|w| w.owner_id == owner_id).cloned().collect();
+        wallets.sort_by_key(|w| (w.created_at, w.wallet_id));
+        Ok(wallets)
+    }
+}
+
+#[async_trait]
+impl TransactionHistory for MemoryReadStore {
+    async fn record_transaction(&self, item: &TransactionItem) -> Result<(), StoreError> {
+        self.inner.lock().unwrap().transactions.entry(item.wallet_id).or_default().entry(item.version).or_insert_with(|| item.clone());
+        Ok(())
+    }
+    async fn transactions(&self, wallet_id: Uuid, limit: usize, before_version: Option<u64>) -> Result<Vec<TransactionItem>, StoreError> {
+        let inner = self.inner.lock().unwrap();
+        let Some(items) = inner.transactions.get(&wallet_id) else { return Ok(vec![]) };
+        Ok(items.range(..before_version.unwrap_or(u64::MAX)).rev().take(limit).map(|(_, item)| item.clone()).collect())
+    }
+}
+
+#[async_trait]
+impl TransferViews for MemoryReadStore {
+    async fn transfer(&self, transfer_id: Uuid) -> Result<Option<TransferView>, StoreError> {
+        Ok(self.inner.lock().unwrap().transfers.get(&transfer_id).cloned())
+    }
+    async fn save_transfer(&self, view: &TransferView, previous_version: u64) -> Result<Saved, StoreError> {
+        Ok(save_guarded(&mut self.inner.lock().unwrap().transfers, view.transfer_id, view, previous_version, |v| v.version))
+    }
+}
+
+#[async_trait]
+impl Checkpoints for MemoryReadStore {
+    async fn checkpoint(&self, consumer: &str) -> Result<u64, StoreError> {
+        Ok(self.inner.lock().unwrap().checkpoints.get(consumer).copied().unwrap_or(0))
+    }
+    async fn save_checkpoint(&self, consumer: &str, position: u64) -> Result<(), StoreError> {
+        self.inner.lock().unwrap().checkpoints.insert(consumer.to_string(), position);
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryExecutionStore {
+    inner: Mutex<HashMap<(String, String), ExecutionRecord>>,
+}
+
+#[async_trait]
+impl ExecutionStore for MemoryExecutionStore {
+    async fn create(&self, record: &ExecutionRecord) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        let key = (record.state_machine.clone(), record.name.clone());
+        if inner.contains_key(&key) {
+            return Ok(false);
+        }
+        inner.insert(key, record.clone());
+        Ok(true)
+    }
+    async fn update(&self, record: &ExecutionRecord) -> Result<(), StoreError> {
+        self.inner.lock().unwrap().insert((record.state_machine.clone(), record.name.clone()), record.clone());
+        Ok(())
+    }
+    async fn get(&self, state_machine: &str, name: &str) -> Result<Option<ExecutionRecord>, StoreError> {
+        Ok(self.inner.lock().unwrap().get(&(state_machine.to_string(), name.to_string())).cloned())
+    }
+    async fn running(&self, state_machine: &str) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let inner = self.inner.lock().unwrap();
+        let mut running: Vec<ExecutionRecord> =
+            inner.values().filter(|r| r.state_machine == state_machine && r.status == ExecutionStatus::Running).cloned().collect();
+        running.sort_by_key(|r| r.started_at);
+        Ok(running)
+    }
+}
+
+#[cfg(test)]
+mod event_store_conformance {
+    use super::*;
+    crate::event_store_conformance!(async { MemoryEventStore::default() });
+    crate::event_store_conformance!(feed async { MemoryEventStore::default() });
+}
+
+#[cfg(test)]
+mod read_store_conformance {
+    use super::*;
+    crate::read_store_conformance!(async { MemoryReadStore::default() });
+}
+
+#[cfg(test)]
+mod execution_store_conformance {
+    use super::*;
+    crate::execution_store_conformance!(async { MemoryExecutionStore::default() });
+}

@@ -1,0 +1,239 @@
+//! Money as exact integers of minor units.
+//!
+//! The contract speaks in JSON numbers of major units with at most two decimals
+//! (`500`, `12.5`, `0.01`). We never let such a number pass through a float on the
+//! way in: [`Money::parse_decimal`] reads the literal's text digit by digit, so
+//! `0.1 + 0.2` is exactly `0.30` and `0.001` is refused instead of rounded.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Minor units per major unit (piastres per pound, cents per dollar).
+pub const MINOR_PER_MAJOR: i64 = 100;
+/// The largest amount a single command may carry: 1,000,000,000 major units.
+pub const MAX_AMOUNT: Money = Money(1_000_000_000 * MINOR_PER_MAJOR);
+
+/// An exact amount in minor units. Balances are `Money` too; they are never negative
+/// because the wallet's rules never let them be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Money(i64);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    #[error("amount must be a JSON number")]
+    NotANumber,
+    #[error("amount must be greater than 0")]
+    NotPositive,
+    #[error("amount must have at most 2 decimal places")]
+    TooPrecise,
+    #[error("amount must not exceed 1000000000")]
+    TooLarge,
+}
+
+impl Money {
+    pub const ZERO: Money = Money(0);
+
+    pub const fn from_minor(minor: i64) -> Self {
+        Money(minor)
+    }
+
+    pub const fn minor(self) -> i64 {
+        self.0
+    }
+
+    pub fn checked_add(self, other: Money) -> Option<Money> {
+        self.0.checked_add(other.0).map(Money)
+    }
+
+    pub fn checked_sub(self, other: Money) -> Option<Money> {
+        self.0.checked_sub(other.0).map(Money)
+    }
+
+    pub fn is_positive(self) -> bool {
+        self.0 > 0
+    }
+
+    /// Parses the text of a JSON number literal (`12.5`, `1e3`, `-1`) as an amount a
+    /// command may carry: strictly positive, at most 2 decimals, at most [`MAX_AMOUNT`].
+    pub fn parse_amount(literal: &str) -> Result<Money, AmountError> {
+        let money = Self::parse_decimal(literal)?;
+        if !money.is_positive() {
+            return Err(AmountError::NotPositive);
+        }
+        if money > MAX_AMOUNT {
+            return Err(AmountError::TooLarge);
+        }
+        Ok(money)
+    }
+
+    /// Parses a JSON number literal exactly into minor units. Signs, exponents and
+    /// trailing zeros are honoured (`1.50` and `15e-1` are both 150 minor units);
+    /// anything finer than a minor unit is an error, never a rounding.
+    pub fn parse_decimal(literal: &str) -> Result<Money, AmountError> {
+        let text = literal.trim();
+        let (negative, unsigned) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+            Some(at) => {
+                let exp: i64 = unsigned[at + 1..].parse().map_err(|_| AmountError::NotANumber)?;
+                (&unsigned[..at], exp)
+            }
+            None => (unsigned, 0),
+        };
+        let (int_part, frac_part) = match mantissa.split_once('.') {
+            Some((i, f)) => (i, f),
+            None => (mantissa, ""),
+        };
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if int_part.is_empty() || !all_digits(int_part) || !all_digits(frac_part) || (mantissa.contains('.') && frac_part.is_empty()) {
+            return Err(AmountError::NotANumber);
+        }
+        // The value is digits × 10^(exponent − frac_len); we want it × 10^2.
+        let digits: String = format!("{int_part}{frac_part}");
+        let digits = digits.trim_start_matches('0');
+        let scale = exponent - frac_part.len() as i64 + 2;
+        let minor: i64 = if digits.is_empty() {
+            0
+        } else if scale >= 0 {
+            // Anything with more than 19 significant digits overflows i64 and is too large anyway.
+            if digits.len() as i64 + scale > 18 {
+                return Err(AmountError::TooLarge);
+            }
+            let base: i64 = digits.parse().map_err(|_| AmountError::TooLarge)?;
+            base * 10_i64.pow(scale as u32)
+        } else {
+            let drop = (-scale) as usize;
+            // Digits below the minor unit must all be zero.
+            let (kept, dropped) = if drop >= digits.len() { ("", digits) } else { digits.split_at(digits.len() - drop) };
+            if dropped.bytes().any(|b| b != b'0') {
+                return Err(AmountError::TooPrecise);
+            }
+            if kept.len() > 18 {
+                return Err(AmountError::TooLarge);
+            }
+            if kept.is_empty() { 0 } else { kept.parse().map_err(|_| AmountError::TooLarge)? }
+        };
+        Ok(Money(if negative { -minor } else { minor }))
+    }
+
+    /// The amount as a JSON number in major units (`64975` minor → `649.75`).
+    ///
+    /// Going through `f64` here is exact for what the contract can hold: every amount
+    /// up to 10^13 minor units has at most 15 significant digits, so the nearest double
+    /// prints back (shortest round-trip form) as exactly that decimal.
+    pub fn to_json_number(self) -> serde_json::Value {
+        if self.0 % MINOR_PER_MAJOR == 0 {
+            serde_json::Value::from(self.0 / MINOR_PER_MAJOR)
+        } else {
+            serde_json::Value::from(self.0 as f64 / MINOR_PER_MAJOR as f64)
+        }
+    }
+
+    /// Multiplies by a percentage and rounds *down* to the minor unit.
+    pub fn percent_floor(self, percent: u8) -> Money {
+        Money(((self.0 as i128 * percent as i128) / 100) as i64)
+    }
+}
+
+impl fmt::Display for Money {
+    /// `649.75`, `10.00`: the form used in error messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        write!(f, "{sign}{}.{:02}", abs / MINOR_PER_MAJOR as u64, abs % MINOR_PER_MAJOR as u64)
+    }
+}
+
+/// An ISO 4217 currency code, upper case, three letters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Currency(String);
+
+impl Currency {
+    pub fn parse(code: &str) -> Option<Currency> {
+        (code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())).then(|| Currency(code.to_string()))
+    }
+    pub fn egp() -> Currency {
+        Currency("EGP".into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn amount(s: &str) -> Result<i64, AmountError> {
+        Money::parse_amount(s).map(Money::minor)
+    }
+
+    #[test]
+    fn contract_amounts_parse_to_exact_minor_units() {
+        assert_eq!(amount("500"), Ok(50_000));
+        assert_eq!(amount("12.5"), Ok(1_250));
+        assert_eq!(amount("0.01"), Ok(1));
+        assert_eq!(amount("250.25"), Ok(25_025));
+        assert_eq!(amount("1.50"), Ok(150));
+        assert_eq!(amount("1.500"), Ok(150), "trailing zeros are not extra precision");
+        assert_eq!(amount("1e3"), Ok(100_000));
+        assert_eq!(amount("15E-1"), Ok(150));
+        assert_eq!(amount("1000000000"), Ok(100_000_000_000));
+        assert_eq!(amount("0.30"), Ok(30));
+    }
+
+    #[test]
+    fn bad_amounts_are_refused_not_rounded() {
+        assert_eq!(amount("-1"), Err(AmountError::NotPositive));
+        assert_eq!(amount("0"), Err(AmountError::NotPositive));
+        assert_eq!(amount("0.00"), Err(AmountError::NotPositive));
+        assert_eq!(amount("0.001"), Err(AmountError::TooPrecise));
+        assert_eq!(amount("1.0000000000000000001"), Err(AmountError::TooPrecise));
+        assert_eq!(amount("1e20"), Err(AmountError::TooLarge));
+        assert_eq!(amount("1000000000.01"), Err(AmountError::TooLarge));
+        assert_eq!(amount("99999999999999999999999"), Err(AmountError::TooLarge));
+        assert_eq!(amount("\"abc\""), Err(AmountError::NotANumber));
+        assert_eq!(amount("abc"), Err(AmountError::NotANumber));
+        assert_eq!(amount("1."), Err(AmountError::NotANumber));
+        assert_eq!(amount(".5"), Err(AmountError::NotANumber));
+        assert_eq!(amount("1e"), Err(AmountError::NotANumber));
+        assert_eq!(amount("null"), Err(AmountError::NotANumber));
+    }
+
+    #[test]
+    fn json_numbers_print_without_float_artefacts() {
+        let cases = [(64_975, "649.75"), (10_000, "100"), (30, "0.3"), (1, "0.01"), (125_050, "1250.5"), (99_999_999_999_99, "99999999999.99")];
+        for (minor, printed) in cases {
+            assert_eq!(Money::from_minor(minor).to_json_number().to_string(), printed);
+        }
+        // Every cent value round-trips through its JSON form.
+        for minor in (0..200_000).step_by(7) {
+            let text = Money::from_minor(minor).to_json_number().to_string();
+            assert_eq!(Money::parse_decimal(&text).unwrap().minor(), minor, "{text}");
+        }
+    }
+
+    #[test]
+    fn display_has_two_decimals() {
+        assert_eq!(Money::from_minor(1_000).to_string(), "10.00");
+        assert_eq!(Money::from_minor(5).to_string(), "0.05");
+        assert_eq!(Money::from_minor(-5).to_string(), "-0.05");
+    }
+
+    #[test]
+    fn currency_codes_are_three_upper_case_letters() {
+        assert!(Currency::parse("EGP").is_some());
+        assert!(Currency::parse("egp").is_none());
+        assert!(Currency::parse("EGPX").is_none());
+    }
+}

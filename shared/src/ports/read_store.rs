@@ -1,0 +1,101 @@
+//! Read models and the ports that keep them. Every write is guarded by the
+//! aggregate version it was computed from, so a duplicate or older event can never
+//! overwrite a newer state, whatever order deliveries arrive in.
+
+use super::StoreError;
+use crate::money::Money;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WalletView {
+    pub wallet_id: Uuid,
+    pub owner_id: String,
+    pub wallet_type: String,
+    pub currency: String,
+    pub kyc_level: String,
+    pub status: String,
+    pub balance: Money,
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionItem {
+    pub wallet_id: Uuid,
+    pub event_id: Uuid,
+    /// `credit` or `debit`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub amount: Money,
+    pub balance_after: Money,
+    pub transaction_type: String,
+    pub reference: String,
+    pub description: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    /// The wallet version this movement produced; unique per wallet.
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferView {
+    pub transfer_id: Uuid,
+    pub source_wallet_id: Uuid,
+    pub destination_wallet_id: Uuid,
+    pub amount: Money,
+    pub currency: String,
+    pub status: String,
+    pub failure_reason: Option<String>,
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a guarded write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    Written,
+    /// The stored row was no longer at `previous_version`: someone applied this
+    /// event (or a later one) first; nothing was changed.
+    Stale,
+}
+
+#[async_trait]
+pub trait WalletViews: Send + Sync {
+    async fn wallet(&self, wallet_id: Uuid) -> Result<Option<WalletView>, StoreError>;
+    /// Writes `view` only if the stored view is at `previous_version` (0: absent).
+    async fn save_wallet(&self, view: &WalletView, previous_version: u64) -> Result<Saved, StoreError>;
+    /// The owner's wallets, oldest first.
+    async fn wallets_of_owner(&self, owner_id: &str) -> Result<Vec<WalletView>, StoreError>;
+}
+
+#[async_trait]
+pub trait TransactionHistory: Send + Sync {
+    /// Idempotent: a second write of the same (wallet, version) changes nothing.
+    async fn record_transaction(&self, item: &TransactionItem) -> Result<(), StoreError>;
+    /// Newest first; `before_version` is the cursor (exclusive).
+    async fn transactions(&self, wallet_id: Uuid, limit: usize, before_version: Option<u64>) -> Result<Vec<TransactionItem>, StoreError>;
+}
+
+#[async_trait]
+pub trait TransferViews: Send + Sync {
+    async fn transfer(&self, transfer_id: Uuid) -> Result<Option<TransferView>, StoreError>;
+    async fn save_transfer(&self, view: &TransferView, previous_version: u64) -> Result<Saved, StoreError>;
+}
+
+/// Where a feed consumer got to in the global log (embedded backends).
+#[async_trait]
+pub trait Checkpoints: Send + Sync {
+    async fn checkpoint(&self, consumer: &str) -> Result<u64, StoreError>;
+    async fn save_checkpoint(&self, consumer: &str, position: u64) -> Result<(), StoreError>;
+}
+
+/// Everything the read side keeps, as one handle.
+pub trait ReadStore: WalletViews + TransactionHistory + TransferViews + Checkpoints {}
+impl<T: WalletViews + TransactionHistory + TransferViews + Checkpoints> ReadStore for T {}

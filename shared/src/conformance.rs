@@ -123,6 +123,20 @@ pub mod event_store {
         assert!(store.idempotency("alice", "k-3").await.unwrap().is_none());
     }
 
+    /// A decision that read an aggregate without changing it lists its stream with
+    /// no events: the commit holds only if that aggregate has not moved meanwhile.
+    pub async fn a_stream_without_events_is_a_version_check(store: &dyn EventStore) {
+        let (read, written) = (Uuid::now_v7(), Uuid::now_v7());
+        store.append(Commit { streams: vec![append(read, 0, 2)], idempotency: None }).await.unwrap();
+        let check = |expected| StreamAppend { stream_id: format!("wallet#{read}"), expected_version: expected, events: vec![] };
+        let err = store.append(Commit { streams: vec![check(1), append(written, 0, 1)], idempotency: None }).await.unwrap_err();
+        assert_eq!(err, AppendError::VersionConflict { stream_id: format!("wallet#{read}") });
+        assert!(store.load(&format!("wallet#{written}"), 0).await.unwrap().is_empty());
+        store.append(Commit { streams: vec![check(2), append(written, 0, 1)], idempotency: None }).await.unwrap();
+        assert_eq!(store.load(&format!("wallet#{read}"), 0).await.unwrap().len(), 2, "a check appends nothing");
+        assert_eq!(store.load(&format!("wallet#{written}"), 0).await.unwrap().len(), 1);
+    }
+
     /// 99 events and the idempotency record: the most one DynamoDB transaction holds.
     pub async fn a_large_commit_is_atomic(store: &dyn EventStore) {
         let id = Uuid::now_v7();
@@ -344,7 +358,7 @@ macro_rules! event_store_conformance {
         $crate::event_store_conformance!(@tests $make; an_unknown_stream_is_empty, appended_events_load_back_intact_in_version_order,
             a_stale_expected_version_is_a_conflict_and_writes_nothing, a_commit_over_several_streams_is_all_or_nothing,
             the_idempotency_record_is_stored_with_the_events_and_only_once, idempotency_keys_are_scoped_to_the_caller,
-            a_version_conflict_does_not_store_the_idempotency_record, a_large_commit_is_atomic);
+            a_version_conflict_does_not_store_the_idempotency_record, a_large_commit_is_atomic, a_stream_without_events_is_a_version_check);
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn of_concurrent_appends_at_one_version_exactly_one_wins() {
             let store = $make.await;

@@ -26,6 +26,9 @@ pub enum DomainError {
     NonZeroBalance { wallet: Uuid, balance: Money },
     #[error("{0}")]
     LimitExceeded(String),
+    /// An ownership or role rule: the caller may not do this to this aggregate.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl DomainError {
@@ -42,6 +45,7 @@ impl DomainError {
             DomainError::SameWallet => "SAME_WALLET",
             DomainError::NonZeroBalance { .. } => "NON_ZERO_BALANCE",
             DomainError::LimitExceeded(_) => "LIMIT_EXCEEDED",
+            DomainError::Forbidden(_) => "FORBIDDEN",
         }
     }
 }

@@ -19,3 +19,6 @@ pub mod money;
 pub mod ports;
 pub mod transfer;
 pub mod wallet;
+pub mod command;
+pub mod projection;
+pub mod saga;

@@ -88,6 +88,10 @@ pub enum WalletCommand {
     Close { reason: Option<String> },
     Credit(Movement<CreditType>),
     Debit(Movement<DebitType>),
+    /// A saga's compensation: gives back money the saga took from this wallet.
+    /// Unlike a credit it also lands on a suspended wallet — a suspension must not
+    /// keep the owner's own money in flight.
+    ReturnFunds(Movement<CreditType>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -195,8 +199,9 @@ impl Aggregate for Wallet {
                 Active | Suspended => Ok(vec![WalletEvent::WalletClosed { reason: reason.clone() }]),
                 Pending | Closed => Err(refuse("close")),
             },
-            WalletCommand::Credit(movement) => {
-                wallet.ensure_can_move(movement.amount, movement.currency.as_ref())?;
+            WalletCommand::Credit(movement) | WalletCommand::ReturnFunds(movement) => {
+                let may_receive: &[WalletStatus] = if matches!(command, WalletCommand::ReturnFunds(_)) { &[Active, Suspended] } else { &[Active] };
+                wallet.ensure_can_move(movement.amount, movement.currency.as_ref(), may_receive)?;
                 let balance_after = wallet
                     .balance
                     .checked_add(movement.amount)
@@ -204,7 +209,7 @@ impl Aggregate for Wallet {
                 Ok(vec![WalletEvent::WalletCredited { movement: movement.clone(), balance_after }])
             }
             WalletCommand::Debit(movement) => {
-                wallet.ensure_can_move(movement.amount, movement.currency.as_ref())?;
+                wallet.ensure_can_move(movement.amount, movement.currency.as_ref(), &[Active])?;
                 if movement.amount > wallet.balance {
                     return Err(DomainError::InsufficientFunds {
                         wallet: wallet.id,
@@ -248,11 +253,11 @@ impl Aggregate for Wallet {
 }
 
 impl OpenWallet {
-    fn ensure_can_move(&self, amount: Money, currency: Option<&Currency>) -> Result<(), DomainError> {
+    fn ensure_can_move(&self, amount: Money, currency: Option<&Currency>, allowed: &[WalletStatus]) -> Result<(), DomainError> {
         if !amount.is_positive() {
             return Err(DomainError::Validation("amount must be greater than 0".into()));
         }
-        if self.status != WalletStatus::Active {
+        if !allowed.contains(&self.status) {
             return Err(DomainError::WalletNotActive { wallet: self.id, status: self.status.as_str() });
         }
         match currency {
@@ -366,6 +371,16 @@ mod tests {
             .then(&[WalletEvent::WalletDebited { movement: payment(egp(10)), balance_after: Money::ZERO }]);
         let refusal = given::<Wallet>(&active_with(egp(10))).when(&WalletCommand::Debit(payment(Money::from_minor(1001)))).then_refused("INSUFFICIENT_FUNDS");
         assert_eq!(refusal.to_string(), format!("wallet {} has 10.00 EGP, debit needs 10.01 EGP", id()));
+    }
+
+    #[test]
+    fn returned_funds_land_on_a_suspended_wallet_but_not_a_closed_one() {
+        let mut suspended = active_with(egp(10));
+        suspended.push(WalletEvent::WalletSuspended { reason: "kyc".into() });
+        given::<Wallet>(&suspended).when(&WalletCommand::ReturnFunds(deposit(egp(5)))).then(&[credited(egp(5), egp(15))]);
+        let mut closed = active_with(Money::ZERO);
+        closed.push(WalletEvent::WalletClosed { reason: None });
+        given::<Wallet>(&closed).when(&WalletCommand::ReturnFunds(deposit(egp(5)))).then_refused("WALLET_NOT_ACTIVE");
     }
 
     #[test]

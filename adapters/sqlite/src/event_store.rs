@@ -1,0 +1,372 @@
+//! The event store and global feed on one SQLite file, written by a single
+//! group-committing writer thread.
+
+use crate::common::{corrupt, from_sql_int, open_writer, sql_limit, store_error, to_sql_int, OrStore, ReadPool, Synchronous};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+use shared::envelope::EventEnvelope;
+use shared::ports::{AppendError, Commit, EventFeed, EventStore, IdempotencyRecord, StoreError};
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// The most append requests one transaction (one fsync) carries.
+const MAX_BATCH: usize = 256;
+/// Append requests waiting for the writer; beyond this, callers wait to enqueue.
+const QUEUE: usize = 4 * MAX_BATCH;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    position  INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream_id TEXT    NOT NULL,
+    version   INTEGER NOT NULL,
+    envelope  TEXT    NOT NULL, -- the EventEnvelope as JSON
+    UNIQUE (stream_id, version)
+);
+-- Stored events are immutable: the database itself refuses to change one.
+CREATE TRIGGER IF NOT EXISTS events_are_immutable_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'stored events are immutable'); END;
+CREATE TRIGGER IF NOT EXISTS events_are_immutable_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'stored events are immutable'); END;
+CREATE TABLE IF NOT EXISTS idempotency (
+    scope      TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    record     TEXT NOT NULL, -- the IdempotencyRecord as JSON
+    expires_at TEXT NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+";
+
+/// [`EventStore`] and [`EventFeed`] on SQLite. See the crate documentation for the
+/// design (WAL, `synchronous=FULL`, group commit, read pool).
+pub struct SqliteEventStore {
+    /// `None` only while dropping: closing the queue stops the writer thread.
+    requests: Option<mpsc::Sender<AppendRequest>>,
+    writer: Option<JoinHandle<()>>,
+    readers: Arc<ReadPool>,
+    head: Arc<watch::Sender<u64>>,
+}
+
+/// A commit encoded and checked by the caller, so that the writer thread only
+/// runs SQL.
+struct PreparedCommit {
+    streams: Vec<PreparedStream>,
+    idempotency: Option<PreparedRecord>,
+}
+
+struct PreparedStream {
+    stream_id: String,
+    expected_version: i64,
+    /// (version, envelope JSON), versions `expected_version + 1 ..`.
+    events: Vec<(i64, String)>,
+}
+
+struct PreparedRecord {
+    scope: String,
+    key: String,
+    json: String,
+    expires_at: String,
+}
+
+struct AppendRequest {
+    commit: PreparedCommit,
+    reply: oneshot::Sender<Result<(), AppendError>>,
+}
+
+impl SqliteEventStore {
+    /// Opens (or creates) the event store at `path` and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = open_writer(path, Synchronous::Full, SCHEMA)?;
+        let position: i64 =
+            conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |row| row.get(0)).or_store("reading the head position")?;
+        let head = Arc::new(watch::channel(from_sql_int(position, "position")?).0);
+        let (requests, queue) = mpsc::channel(QUEUE);
+        let writer = {
+            let head = head.clone();
+            std::thread::Builder::new()
+                .name("sqlite-event-writer".into())
+                .spawn(move || run_writer(conn, queue, &head))
+                .or_store("starting the event writer thread")?
+        };
+        tracing::debug!(path = %path.display(), head = position, "sqlite event store open");
+        Ok(SqliteEventStore { requests: Some(requests), writer: Some(writer), readers: ReadPool::new(path), head })
+    }
+}
+
+impl Drop for SqliteEventStore {
+    /// Closes the queue and waits for the writer thread to finish the batch in hand
+    /// and exit, so that the file is closed when the store is gone.
+    fn drop(&mut self) {
+        drop(self.requests.take());
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                tracing::error!("the sqlite event writer thread panicked");
+            }
+        }
+    }
+}
+
+fn prepare(commit: Commit) -> Result<PreparedCommit, AppendError> {
+    let mut streams = Vec::with_capacity(commit.streams.len());
+    for append in commit.streams {
+        let expected_version = to_sql_int(append.expected_version, "expected version")?;
+        let mut events = Vec::with_capacity(append.events.len());
+        for (offset, event) in append.events.iter().enumerate() {
+            let version = append.expected_version.checked_add(offset as u64 + 1);
+            if version != Some(event.version) {
+                return Err(StoreError::new(format!(
+                    "sqlite: event {} of stream {} has version {}, expected {}",
+                    event.event_id,
+                    append.stream_id,
+                    event.version,
+                    version.map_or_else(|| "none".to_string(), |v| v.to_string()),
+                ))
+                .into());
+            }
+            let json = serde_json::to_string(event).or_store("encoding an event")?;
+            events.push((to_sql_int(event.version, "version")?, json));
+        }
+        streams.push(PreparedStream { stream_id: append.stream_id, expected_version, events });
+    }
+    let idempotency = match commit.idempotency {
+        Some(record) => Some(PreparedRecord {
+            json: serde_json::to_string(&record).or_store("encoding an idempotency record")?,
+            expires_at: record.expires_at.to_rfc3339(),
+            scope: record.scope,
+            key: record.key,
+        }),
+        None => None,
+    };
+    Ok(PreparedCommit { streams, idempotency })
+}
+
+/// The writer thread: takes whatever is queued (up to [`MAX_BATCH`]), writes it in
+/// one transaction, publishes the new head, then answers. Returns when the queue is
+/// closed (the store was dropped) and drained.
+fn run_writer(conn: Connection, mut queue: mpsc::Receiver<AppendRequest>, head: &watch::Sender<u64>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
+        tracing::trace!(requests = batch.len(), "sqlite group commit");
+        let (commits, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|request| (request.commit, request.reply)).unzip();
+        let outcomes = match write_batch(&conn, &commits) {
+            Ok(Batch { outcomes, head: new_head }) => {
+                if let Some(new_head) = new_head {
+                    head.send_replace(new_head);
+                }
+                outcomes
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = commits.len(), "sqlite group commit failed");
+                commits.iter().map(|_| Err(AppendError::Store(e.clone()))).collect()
+            }
+        };
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            // The caller may have given up waiting; its commit stands all the same.
+            let _ = reply.send(outcome);
+        }
+    }
+    tracing::debug!("sqlite event writer stopped");
+}
+
+/// How one request of a batch went, before the batch commits.
+enum Refusal {
+    /// A business outcome: roll the request back, carry on with the batch.
+    Refused(AppendError),
+    /// SQLite failed on this request.
+    Failed(StoreError),
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Refusal::Failed(e)
+    }
+}
+
+/// What a committed batch did.
+struct Batch {
+    /// Each request's outcome, in order.
+    outcomes: Vec<Result<(), AppendError>>,
+    /// The new head position, if anything was appended.
+    head: Option<u64>,
+}
+
+/// One transaction for the whole batch, one savepoint per request. Returns each
+/// request's outcome and the new head position, or an error that fails the whole
+/// batch (nothing of it was committed).
+fn write_batch(conn: &Connection, batch: &[PreparedCommit]) -> Result<Batch, StoreError> {
+    let result = write_batch_in_transaction(conn, batch);
+    if result.is_err() && !conn.is_autocommit() {
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            tracing::error!(error = %e, "sqlite: rolling back a failed group commit");
+        }
+    }
+    result
+}
+
+fn write_batch_in_transaction(conn: &Connection, batch: &[PreparedCommit]) -> Result<Batch, StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE").or_store("beginning a group commit")?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut last_position = None;
+    for commit in batch {
+        conn.execute_batch("SAVEPOINT append").or_store("opening a savepoint")?;
+        match append_one(conn, commit) {
+            Ok(last) => {
+                conn.execute_batch("RELEASE append").or_store("releasing a savepoint")?;
+                last_position = last.or(last_position);
+                outcomes.push(Ok(()));
+            }
+            Err(refusal) => {
+                if conn.is_autocommit() {
+                    // SQLite rolled the whole transaction back (I/O error, disk full):
+                    // earlier requests of the batch are lost with it.
+                    return Err(match refusal {
+                        Refusal::Failed(e) => e,
+                        Refusal::Refused(e) => StoreError::new(format!("sqlite: the group commit was rolled back: {e}")),
+                    });
+                }
+                conn.execute_batch("ROLLBACK TO append; RELEASE append").or_store("rolling back a savepoint")?;
+                outcomes.push(Err(match refusal {
+                    Refusal::Refused(e) => e,
+                    Refusal::Failed(e) => AppendError::Store(e),
+                }));
+            }
+        }
+    }
+    conn.execute_batch("COMMIT").or_store("committing")?;
+    let head = last_position.map(|p| from_sql_int(p, "position")).transpose()?;
+    Ok(Batch { outcomes, head })
+}
+
+/// Checks and writes one commit inside the batch's transaction, where earlier
+/// requests of the batch are visible. Returns the position of its last event.
+fn append_one(conn: &Connection, commit: &PreparedCommit) -> Result<Option<i64>, Refusal> {
+    if let Some(record) = &commit.idempotency {
+        let existing: Option<String> = conn
+            .prepare_cached("SELECT record FROM idempotency WHERE scope = ?1 AND key = ?2")
+            .and_then(|mut stmt| stmt.query_row(params![record.scope, record.key], |row| row.get(0)).optional())
+            .or_store("reading an idempotency record")?;
+        if let Some(json) = existing {
+            let existing: IdempotencyRecord =
+                serde_json::from_str(&json).map_err(corrupt(|| format!("idempotency record {}/{}", record.scope, record.key)))?;
+            return Err(Refusal::Refused(AppendError::IdempotencyKeyUsed(Box::new(existing))));
+        }
+    }
+    {
+        let mut current = conn.prepare_cached("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?1").or_store("preparing")?;
+        for stream in &commit.streams {
+            let version: i64 = current.query_row([&stream.stream_id], |row| row.get(0)).or_store("reading a stream's version")?;
+            if version != stream.expected_version {
+                return Err(Refusal::Refused(AppendError::VersionConflict { stream_id: stream.stream_id.clone() }));
+            }
+        }
+    }
+    let mut last = None;
+    let mut insert = conn.prepare_cached("INSERT INTO events (stream_id, version, envelope) VALUES (?1, ?2, ?3)").or_store("preparing")?;
+    for stream in &commit.streams {
+        for (version, json) in &stream.events {
+            match insert.execute(params![stream.stream_id, version, json]) {
+                Ok(_) => last = Some(conn.last_insert_rowid()),
+                // The same stream twice in one commit: the second append conflicts
+                // with the first.
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(Refusal::Refused(AppendError::VersionConflict { stream_id: stream.stream_id.clone() }))
+                }
+                Err(e) => return Err(Refusal::Failed(store_error("inserting an event", e))),
+            }
+        }
+    }
+    if let Some(record) = &commit.idempotency {
+        conn.prepare_cached("INSERT INTO idempotency (scope, key, record, expires_at) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut stmt| stmt.execute(params![record.scope, record.key, record.json, record.expires_at]))
+            .or_store("inserting an idempotency record")?;
+    }
+    Ok(last)
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(failure, _) if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn load(&self, stream_id: &str, after_version: u64) -> Result<Vec<EventEnvelope>, StoreError> {
+        let Ok(after_version) = i64::try_from(after_version) else { return Ok(Vec::new()) };
+        let stream_id = stream_id.to_string();
+        self.readers
+            .read(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT version, envelope FROM events WHERE stream_id = ?1 AND version > ?2 ORDER BY version")
+                    .or_store("preparing")?;
+                let mut rows = stmt.query(params![stream_id, after_version]).or_store("loading a stream")?;
+                let mut events = Vec::new();
+                while let Some(row) = rows.next().or_store("loading a stream")? {
+                    let (version, json): (i64, String) = (row.get(0).or_store("loading a stream")?, row.get(1).or_store("loading a stream")?);
+                    events.push(decode_event(&stream_id, version, &json)?);
+                }
+                Ok(events)
+            })
+            .await
+    }
+
+    async fn append(&self, commit: Commit) -> Result<(), AppendError> {
+        let commit = prepare(commit)?;
+        let stopped = || AppendError::Store(StoreError::new("sqlite: the event writer has stopped"));
+        let requests = self.requests.as_ref().ok_or_else(stopped)?;
+        let (reply, outcome) = oneshot::channel();
+        requests.send(AppendRequest { commit, reply }).await.map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
+    }
+
+    async fn idempotency(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let (scope, key) = (scope.to_string(), key.to_string());
+        self.readers
+            .read(move |conn| {
+                let json: Option<String> = conn
+                    .prepare_cached("SELECT record FROM idempotency WHERE scope = ?1 AND key = ?2")
+                    .and_then(|mut stmt| stmt.query_row(params![scope, key], |row| row.get(0)).optional())
+                    .or_store("reading an idempotency record")?;
+                json.map(|json| serde_json::from_str(&json).map_err(corrupt(|| format!("idempotency record {scope}/{key}")))).transpose()
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl EventFeed for SqliteEventStore {
+    async fn read_after(&self, position: u64, limit: usize) -> Result<Vec<(u64, EventEnvelope)>, StoreError> {
+        let Ok(position) = i64::try_from(position) else { return Ok(Vec::new()) };
+        let limit = sql_limit(limit);
+        self.readers
+            .read(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT position, stream_id, version, envelope FROM events WHERE position > ?1 ORDER BY position LIMIT ?2")
+                    .or_store("preparing")?;
+                let mut rows = stmt.query(params![position, limit]).or_store("reading the feed")?;
+                let mut events = Vec::new();
+                while let Some(row) = rows.next().or_store("reading the feed")? {
+                    let position: i64 = row.get(0).or_store("reading the feed")?;
+                    let stream_id: String = row.get(1).or_store("reading the feed")?;
+                    let version: i64 = row.get(2).or_store("reading the feed")?;
+                    let json: String = row.get(3).or_store("reading the feed")?;
+                    events.push((from_sql_int(position, "position")?, decode_event(&stream_id, version, &json)?));
+                }
+                Ok(events)
+            })
+            .await
+    }
+
+    fn head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+}
+
+/// An envelope from its row; a row that does not decode, or disagrees with its
+/// key, is named in the error.
+fn decode_event(stream_id: &str, version: i64, json: &str) -> Result<EventEnvelope, StoreError> {
+    let event: EventEnvelope = serde_json::from_str(json).map_err(corrupt(|| format!("event {stream_id} version {version}")))?;
+    if i64::try_from(event.version) != Ok(version) {
+        return Err(StoreError::new(format!("sqlite: corrupt event {stream_id} version {version}: the envelope says version {}", event.version)));
+    }
+    Ok(event)
+}

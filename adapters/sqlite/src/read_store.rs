@@ -1,0 +1,248 @@
+//! Read models (wallet views, transaction history, transfer views) and feed
+//! checkpoints on SQLite. Every view is stored as JSON next to the columns the
+//! queries and the version guard need.
+
+use crate::common::{corrupt, from_sql_int, sql_limit, time_key, to_sql_int, Db, OrStore, Synchronous};
+use async_trait::async_trait;
+use rusqlite::{params, OptionalExtension};
+use shared::ports::{Checkpoints, Saved, StoreError, TransactionHistory, TransactionItem, TransferView, TransferViews, WalletView, WalletViews};
+use std::path::Path;
+use uuid::Uuid;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS wallet_views (
+    wallet_id  TEXT    PRIMARY KEY,
+    owner_id   TEXT    NOT NULL,
+    created_at TEXT    NOT NULL, -- sortable, see time_key
+    version    INTEGER NOT NULL,
+    view       TEXT    NOT NULL  -- the WalletView as JSON
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS wallet_views_by_owner ON wallet_views (owner_id, created_at, wallet_id);
+CREATE TABLE IF NOT EXISTS transactions (
+    wallet_id TEXT    NOT NULL,
+    version   INTEGER NOT NULL,
+    item      TEXT    NOT NULL, -- the TransactionItem as JSON
+    PRIMARY KEY (wallet_id, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS transfer_views (
+    transfer_id TEXT    PRIMARY KEY,
+    version     INTEGER NOT NULL,
+    view        TEXT    NOT NULL -- the TransferView as JSON
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    consumer TEXT    PRIMARY KEY,
+    position INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// The read models ([`WalletViews`], [`TransactionHistory`], [`TransferViews`],
+/// [`Checkpoints`]) on SQLite: WAL with `synchronous=NORMAL` (they are rebuilt from
+/// the events if ever lost), one writer connection (projections are a single
+/// writer) and a pool of read connections.
+pub struct SqliteReadStore {
+    db: Db,
+}
+
+impl SqliteReadStore {
+    /// Opens (or creates) the read models at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(SqliteReadStore { db: Db::open(path, Synchronous::Normal, SCHEMA)? })
+    }
+}
+
+/// The guarded write: one statement, so two writers can never both win. Absent
+/// counts as version 0: with `previous_version` 0 the row is inserted (or replaces
+/// a stored version-0 row); otherwise only a row at `previous_version` is replaced.
+fn save_guarded(
+    conn: &rusqlite::Connection,
+    insert: &str,
+    update: &str,
+    values: &[&dyn rusqlite::ToSql],
+    previous_version: u64,
+) -> Result<Saved, StoreError> {
+    let previous_version = to_sql_int(previous_version, "previous version")?;
+    let changed = if previous_version == 0 {
+        conn.prepare_cached(insert).and_then(|mut stmt| stmt.execute(values))
+    } else {
+        let mut values = values.to_vec();
+        values.push(&previous_version);
+        conn.prepare_cached(update).and_then(|mut stmt| stmt.execute(values.as_slice()))
+    }
+    .or_store("saving a view")?;
+    Ok(if changed == 1 { Saved::Written } else { Saved::Stale })
+}
+
+#[async_trait]
+impl WalletViews for SqliteReadStore {
+    async fn wallet(&self, wallet_id: Uuid) -> Result<Option<WalletView>, StoreError> {
+        self.db
+            .read(move |conn| {
+                let json: Option<String> = conn
+                    .prepare_cached("SELECT view FROM wallet_views WHERE wallet_id = ?1")
+                    .and_then(|mut stmt| stmt.query_row([wallet_id.to_string()], |row| row.get(0)).optional())
+                    .or_store("reading a wallet view")?;
+                json.map(|json| serde_json::from_str(&json).map_err(corrupt(|| format!("wallet view {wallet_id}")))).transpose()
+            })
+            .await
+    }
+
+    async fn save_wallet(&self, view: &WalletView, previous_version: u64) -> Result<Saved, StoreError> {
+        let json = serde_json::to_string(view).or_store("encoding a wallet view")?;
+        let version = to_sql_int(view.version, "wallet version")?;
+        let (wallet_id, owner_id, created_at) = (view.wallet_id.to_string(), view.owner_id.clone(), time_key(&view.created_at));
+        self.db
+            .write(move |conn| {
+                save_guarded(
+                    conn,
+                    "INSERT INTO wallet_views (wallet_id, owner_id, created_at, version, view) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (wallet_id) DO UPDATE SET owner_id = excluded.owner_id, created_at = excluded.created_at,
+                         version = excluded.version, view = excluded.view
+                     WHERE wallet_views.version = 0",
+                    "UPDATE wallet_views SET owner_id = ?2, created_at = ?3, version = ?4, view = ?5 WHERE wallet_id = ?1 AND version = ?6",
+                    &[&wallet_id, &owner_id, &created_at, &version, &json],
+                    previous_version,
+                )
+            })
+            .await
+    }
+
+    async fn wallets_of_owner(&self, owner_id: &str) -> Result<Vec<WalletView>, StoreError> {
+        let owner_id = owner_id.to_string();
+        self.db
+            .read(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT wallet_id, view FROM wallet_views WHERE owner_id = ?1 ORDER BY created_at, wallet_id")
+                    .or_store("preparing")?;
+                let mut rows = stmt.query([&owner_id]).or_store("listing wallet views")?;
+                let mut wallets = Vec::new();
+                while let Some(row) = rows.next().or_store("listing wallet views")? {
+                    let wallet_id: String = row.get(0).or_store("listing wallet views")?;
+                    let json: String = row.get(1).or_store("listing wallet views")?;
+                    wallets.push(serde_json::from_str(&json).map_err(corrupt(|| format!("wallet view {wallet_id}")))?);
+                }
+                Ok(wallets)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl TransactionHistory for SqliteReadStore {
+    async fn record_transaction(&self, item: &TransactionItem) -> Result<(), StoreError> {
+        let json = serde_json::to_string(item).or_store("encoding a transaction")?;
+        let version = to_sql_int(item.version, "transaction version")?;
+        let wallet_id = item.wallet_id.to_string();
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO transactions (wallet_id, version, item) VALUES (?1, ?2, ?3) ON CONFLICT (wallet_id, version) DO NOTHING",
+                )
+                .and_then(|mut stmt| stmt.execute(params![wallet_id, version, json]))
+                .or_store("recording a transaction")?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn transactions(&self, wallet_id: Uuid, limit: usize, before_version: Option<u64>) -> Result<Vec<TransactionItem>, StoreError> {
+        // A cursor beyond what SQLite can store excludes nothing.
+        let before_version = before_version.and_then(|v| i64::try_from(v).ok());
+        let limit = sql_limit(limit);
+        self.db
+            .read(move |conn| {
+                let wallet = wallet_id.to_string();
+                let mut stmt;
+                let mut rows = match before_version {
+                    Some(before) => {
+                        stmt = conn
+                            .prepare_cached(
+                                "SELECT version, item FROM transactions WHERE wallet_id = ?1 AND version < ?2 ORDER BY version DESC LIMIT ?3",
+                            )
+                            .or_store("preparing")?;
+                        stmt.query(params![wallet, before, limit])
+                    }
+                    None => {
+                        stmt = conn
+                            .prepare_cached("SELECT version, item FROM transactions WHERE wallet_id = ?1 ORDER BY version DESC LIMIT ?2")
+                            .or_store("preparing")?;
+                        stmt.query(params![wallet, limit])
+                    }
+                }
+                .or_store("reading transactions")?;
+                let mut items = Vec::new();
+                while let Some(row) = rows.next().or_store("reading transactions")? {
+                    let version: i64 = row.get(0).or_store("reading transactions")?;
+                    let json: String = row.get(1).or_store("reading transactions")?;
+                    items.push(serde_json::from_str(&json).map_err(corrupt(|| format!("transaction {wallet_id} version {version}")))?);
+                }
+                Ok(items)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl TransferViews for SqliteReadStore {
+    async fn transfer(&self, transfer_id: Uuid) -> Result<Option<TransferView>, StoreError> {
+        self.db
+            .read(move |conn| {
+                let json: Option<String> = conn
+                    .prepare_cached("SELECT view FROM transfer_views WHERE transfer_id = ?1")
+                    .and_then(|mut stmt| stmt.query_row([transfer_id.to_string()], |row| row.get(0)).optional())
+                    .or_store("reading a transfer view")?;
+                json.map(|json| serde_json::from_str(&json).map_err(corrupt(|| format!("transfer view {transfer_id}")))).transpose()
+            })
+            .await
+    }
+
+    async fn save_transfer(&self, view: &TransferView, previous_version: u64) -> Result<Saved, StoreError> {
+        let json = serde_json::to_string(view).or_store("encoding a transfer view")?;
+        let version = to_sql_int(view.version, "transfer version")?;
+        let transfer_id = view.transfer_id.to_string();
+        self.db
+            .write(move |conn| {
+                save_guarded(
+                    conn,
+                    "INSERT INTO transfer_views (transfer_id, version, view) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (transfer_id) DO UPDATE SET version = excluded.version, view = excluded.view
+                     WHERE transfer_views.version = 0",
+                    "UPDATE transfer_views SET version = ?2, view = ?3 WHERE transfer_id = ?1 AND version = ?4",
+                    &[&transfer_id, &version, &json],
+                    previous_version,
+                )
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl Checkpoints for SqliteReadStore {
+    async fn checkpoint(&self, consumer: &str) -> Result<u64, StoreError> {
+        let consumer = consumer.to_string();
+        self.db
+            .read(move |conn| {
+                let position: Option<i64> = conn
+                    .prepare_cached("SELECT position FROM checkpoints WHERE consumer = ?1")
+                    .and_then(|mut stmt| stmt.query_row([&consumer], |row| row.get(0)).optional())
+                    .or_store("reading a checkpoint")?;
+                position.map_or(Ok(0), |p| from_sql_int(p, "checkpoint"))
+            })
+            .await
+    }
+
+    async fn save_checkpoint(&self, consumer: &str, position: u64) -> Result<(), StoreError> {
+        let consumer = consumer.to_string();
+        let position = to_sql_int(position, "checkpoint")?;
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO checkpoints (consumer, position) VALUES (?1, ?2)
+                     ON CONFLICT (consumer) DO UPDATE SET position = excluded.position",
+                )
+                .and_then(|mut stmt| stmt.execute(params![consumer, position]))
+                .or_store("saving a checkpoint")?;
+                Ok(())
+            })
+            .await
+    }
+}

@@ -1,0 +1,193 @@
+//! One request's plumbing: correlation id, caller, body parsing, idempotency, and
+//! turning answers into API Gateway proxy responses.
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::App;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use shared::command::{Answer, CommandContext, Failure, IdempotencyRequest, UnitOfWork};
+use shared::money::Money;
+use shared::ports::StoredResponse;
+use uuid::Uuid;
+
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+pub const IDEMPOTENCY_HEADERS: [&str; 2] = ["idempotency-key", "x-request-id"];
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+const MAX_KEY_LENGTH: usize = 255;
+
+/// What a command decided, before it is rendered.
+pub struct Success {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Success {
+    pub fn ok(body: serde_json::Value) -> Self {
+        Success { status: 200, body, headers: vec![] }
+    }
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+    pub fn with_header(mut self, name: &str, value: String) -> Self {
+        self.headers.push((name.into(), value));
+        self
+    }
+    fn render(self) -> StoredResponse {
+        StoredResponse { status: self.status, body: self.body.to_string(), headers: self.headers }
+    }
+}
+
+pub struct Incoming {
+    pub request: Request,
+    pub correlation_id: String,
+    pub received_at: String,
+    caller: Option<Caller>,
+}
+
+impl Incoming {
+    pub fn new(request: Request, now: chrono::DateTime<chrono::Utc>) -> Self {
+        let correlation_id = request
+            .headers()
+            .get(CORRELATION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_string)
+            .unwrap_or_else(|| Uuid::now_v7().to_string());
+        Incoming { request, correlation_id, received_at: shared::clock::rfc3339(now), caller: None }
+    }
+
+    pub fn authenticate(&mut self) -> Result<(), ApiError> {
+        self.caller = Some(Caller::from_request(&self.request)?);
+        Ok(())
+    }
+
+    pub fn caller(&self) -> &Caller {
+        self.caller.as_ref().expect("routes that need a caller are authenticated first")
+    }
+
+    pub fn path_id(&self, name: &str) -> Result<Uuid, ApiError> {
+        let params = self.request.path_parameters();
+        let raw = params.first(name).ok_or_else(|| ApiError::validation(format!("missing path parameter {name}")))?;
+        parse_uuid(name, raw)
+    }
+
+    pub fn query(&self, name: &str) -> Option<String> {
+        self.request.query_string_parameters().first(name).map(str::to_string)
+    }
+
+    /// Parses the JSON body. An empty body reads as `{}` (for commands whose body
+    /// is optional).
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let bytes = self.body_bytes();
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+        serde_json::from_slice(bytes).map_err(|e| ApiError::validation(format!("invalid request body: {e}")))
+    }
+
+    fn body_bytes(&self) -> &[u8] {
+        self.request.body().as_ref()
+    }
+
+    fn idempotency(&self) -> Result<Option<IdempotencyRequest>, ApiError> {
+        let Some(key) = IDEMPOTENCY_HEADERS.iter().find_map(|h| self.request.headers().get(*h)) else { return Ok(None) };
+        let key = key.to_str().map_err(|_| ApiError::validation("Idempotency-Key must be visible ASCII"))?.trim();
+        if key.is_empty() || key.len() > MAX_KEY_LENGTH || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::validation(format!("Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters")));
+        }
+        Ok(Some(IdempotencyRequest { scope: self.caller().sub.clone(), key: key.to_string(), request_hash: self.request_hash() }))
+    }
+
+    /// Method, path and body; a JSON body in canonical form (key order and white
+    /// space do not make a request different).
+    fn request_hash(&self) -> String {
+        let body = self.body_bytes();
+        let canonical = serde_json::from_slice::<serde_json::Value>(body).map(|v| v.to_string().into_bytes()).unwrap_or_else(|_| body.to_vec());
+        let mut hash = Sha256::new();
+        hash.update(self.request.method().as_str());
+        hash.update([0]);
+        hash.update(self.request.uri().path());
+        hash.update([0]);
+        hash.update(&canonical);
+        hex::encode(hash.finalize())
+    }
+
+    fn command_context(&self, idempotency: Option<&IdempotencyRequest>) -> CommandContext {
+        let mut ctx = CommandContext::new(self.caller().sub.clone(), self.correlation_id.clone());
+        ctx.causation_id = self.request.lambda_context_ref().map(|c| c.request_id.clone()).filter(|id| !id.is_empty());
+        ctx.idempotency_key = idempotency.map(|i| i.key.clone());
+        ctx
+    }
+
+    /// Runs a command: with an idempotency key, exactly-once with its answer stored
+    /// alongside its events; without one, once per request.
+    pub async fn command(&self, app: &App, decide: impl AsyncFnMut(&mut UnitOfWork) -> Result<Success, Failure>) -> Result<StoredResponse, ApiError> {
+        let idempotency = self.idempotency()?;
+        let ctx = self.command_context(idempotency.as_ref());
+        let Some(idempotency) = idempotency else {
+            return Ok(app.commands.execute(&ctx, decide).await?.render());
+        };
+        let answer = app
+            .commands
+            .execute_idempotent(&ctx, &idempotency, decide, |outcome, _| match outcome {
+                Ok(success) => Success { status: success.status, body: success.body.clone(), headers: success.headers.clone() }.render(),
+                Err(refusal) => self.render_error(&ApiError::from(refusal.clone())),
+            })
+            .await?;
+        Ok(match answer {
+            Answer::Fresh(response) => response,
+            Answer::Replayed(mut response) => {
+                response.headers.push((REPLAYED_HEADER.into(), "true".into()));
+                response
+            }
+        })
+    }
+
+    pub fn render_error(&self, error: &ApiError) -> StoredResponse {
+        StoredResponse { status: error.status, body: error.body(&self.received_at, &self.correlation_id).to_string(), headers: vec![] }
+    }
+
+    pub fn respond(&self, answer: StoredResponse) -> Response<Body> {
+        let mut builder = Response::builder()
+            .status(answer.status)
+            .header("content-type", "application/json")
+            .header(CORRELATION_HEADER, self.correlation_id.as_str());
+        for (name, value) in &answer.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        builder.body(Body::Text(answer.body)).expect("status and headers are valid")
+    }
+}
+
+pub fn parse_uuid(name: &str, raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::validation(format!("{name} must be a UUID, got {raw:?}")))
+}
+
+/// A contract amount: a JSON number, > 0, at most 2 decimals, at most 1,000,000,000.
+pub fn amount(field: &str, raw: &serde_json::value::RawValue) -> Result<Money, ApiError> {
+    Money::parse_amount(raw.get()).map_err(|e| ApiError::validation(format!("{field}: {e}")))
+}
+
+/// A required, bounded, non-blank text field.
+pub fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(ApiError::validation(format!("{field} must not be empty")));
+    }
+    if trimmed.chars().count() > max {
+        return Err(ApiError::validation(format!("{field} must be at most {max} characters")));
+    }
+    Ok(trimmed.to_string())
+}
+
+pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, ApiError> {
+    value.map(|v| text(field, v, max)).transpose()
+}
+
+/// Parses a unit enum from its wire name, naming the allowed values on error.
+pub fn one_of<T: DeserializeOwned>(field: &str, value: &str, allowed: &str) -> Result<T, ApiError> {
+    serde_json::from_value(serde_json::Value::String(value.to_string())).map_err(|_| ApiError::validation(format!("{field} must be one of {allowed}, got {value:?}")))
+}

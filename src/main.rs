@@ -1,1 +1,91 @@
-fn main(){}
+//! `healthpay`: the all-in-one HealthPay Ledger server and its tools.
+//!
+//! `healthpay serve` runs the whole system in one process — every API route, the
+//! projections and the transfer saga — wiring the same handlers the Lambda
+//! functions use to an embedded store. `healthpay token` mints development JWTs.
+
+mod gateway;
+mod metrics;
+mod secret;
+mod server;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "healthpay", version, about = "HealthPay Ledger: event-sourced payments ledger for healthcare")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the whole API, projections and sagas in one process.
+    Serve(server::ServeArgs),
+    /// Print a development JWT that a server with the same data dir (or the same
+    /// HEALTHPAY_JWT_SECRET) accepts.
+    Token {
+        /// The caller's user id (the token's `sub`).
+        #[arg(long)]
+        sub: String,
+        /// Comma-separated roles: admin, pharmacy, insurer.
+        #[arg(long, default_value = "")]
+        roles: String,
+        /// Where the server keeps its data (and its generated signing secret).
+        #[arg(long, default_value = server::DEFAULT_DATA_DIR, env = "HEALTHPAY_DATA_DIR")]
+        data_dir: PathBuf,
+        /// How long the token is valid, in hours.
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: i64,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_tracing();
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+            match runtime.block_on(server::serve(args)) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "server stopped");
+                    eprintln!("healthpay: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Token { sub, roles, data_dir, ttl_hours } => match token(&sub, &roles, &data_dir, ttl_hours) {
+            Ok(token) => {
+                println!("{token}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("healthpay token: {e}");
+                std::process::ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn token(sub: &str, roles: &str, data_dir: &std::path::Path, ttl_hours: i64) -> Result<String, String> {
+    if sub.trim().is_empty() {
+        return Err("--sub must not be empty".into());
+    }
+    let roles = api::auth::split_roles(roles);
+    if let Some(unknown) = roles.iter().find(|r| !api::auth::KNOWN_ROLES.contains(&r.as_str())) {
+        return Err(format!("unknown role {unknown:?}; roles are {}", api::auth::KNOWN_ROLES.join(", ")));
+    }
+    if !(1..=24 * 365).contains(&ttl_hours) {
+        return Err("--ttl-hours must be from 1 to 8760".into());
+    }
+    let verifier = api::auth::TokenVerifier::new(&secret::load_or_create(data_dir).map_err(|e| e.to_string())?);
+    Ok(verifier.mint(sub.trim(), &roles, chrono::Utc::now().timestamp(), ttl_hours * 3600))
+}
+
+/// JSON lines on stdout; `RUST_LOG` filters (default `info`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(true).with_span_list(false).with_target(false).init();
+}

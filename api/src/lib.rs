@@ -69,6 +69,16 @@ pub async fn handle(app: &App, route: Route, request: Request) -> Response<Body>
     .await
 }
 
+/// Answers a request that was refused before any handler ran (by the gateway's
+/// authorizer, or for its size), with the same error body and metrics.
+pub fn reject(app: &App, route: Route, request: Request, error: ApiError) -> Response<Body> {
+    let incoming = Incoming::new(request, app.commands.clock().now());
+    let answer = incoming.render_error(&error);
+    app.metrics.request(route, error.code, 0.0);
+    tracing::info!(route = route.name(), correlation_id = %incoming.correlation_id, status = error.status, outcome = error.code, "refused");
+    incoming.respond(answer)
+}
+
 async fn serve(app: &App, route: Route, incoming: &mut Incoming) -> Result<StoredResponse, ApiError> {
     if route.needs_caller() {
         incoming.authenticate()?;

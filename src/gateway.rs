@@ -21,7 +21,13 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub async fn serve(self: Arc<Self>, route: Route, params: Option<Path<HashMap<String, String>>>, query: RawQuery, request: Request) -> axum::response::Response {
+    pub async fn serve(
+        self: Arc<Self>,
+        route: Route,
+        params: Option<Path<HashMap<String, String>>>,
+        query: RawQuery,
+        request: Request,
+    ) -> axum::response::Response {
         let (parts, body) = request.into_parts();
         let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = match axum::body::to_bytes(body, MAX_BODY).await {
@@ -46,10 +52,14 @@ impl Gateway {
         } else {
             None
         };
-        let query: HashMap<String, Vec<String>> = query.0.map(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(&q).unwrap_or_default()).unwrap_or_default().into_iter().fold(HashMap::new(), |mut map, (k, v)| {
-            map.entry(k).or_default().push(v);
-            map
-        });
+        let query: HashMap<String, Vec<String>> =
+            query.0.map(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(&q).unwrap_or_default()).unwrap_or_default().into_iter().fold(
+                HashMap::new(),
+                |mut map, (k, v)| {
+                    map.entry(k).or_default().push(v);
+                    map
+                },
+            );
         let request = lambda_http::http::Request::from_parts(parts, body)
             .with_path_parameters(params.map(|p| p.0).unwrap_or_default())
             .with_query_string_parameters(query)

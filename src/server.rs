@@ -53,7 +53,13 @@ struct Stores {
 fn open_stores(args: &ServeArgs) -> Result<Stores, String> {
     if args.in_memory {
         let events = Arc::new(MemoryEventStore::default());
-        return Ok(Stores { events: events.clone(), feed: events, read: Arc::new(MemoryReadStore::default()), executions: Arc::new(MemoryExecutionStore::default()), kind: "memory" });
+        return Ok(Stores {
+            events: events.clone(),
+            feed: events,
+            read: Arc::new(MemoryReadStore::default()),
+            executions: Arc::new(MemoryExecutionStore::default()),
+            kind: "memory",
+        });
     }
     let backend = store_sqlite::SqliteBackend::open(&args.data_dir).map_err(|e| format!("cannot open the store in {}: {e}", args.data_dir.display()))?;
     Ok(Stores { events: backend.events.clone(), feed: backend.events, read: backend.read, executions: backend.executions, kind: "sqlite" })
@@ -78,7 +84,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let runner = Arc::new(Runner::new(machine, Arc::new(LocalSteps(steps)), stores.executions.clone(), clock.clone()));
     let starter = FeedRunner::new(stores.feed.clone(), stores.read.clone(), Arc::new(SagaStarter { runner: runner.clone() }));
     let projection_position = projections.position.clone();
-    metrics.watch_feed(stores.feed.head(), vec![("projections".into(), projections.position.clone()), ("transfer-saga-starter".into(), starter.position.clone())]);
+    metrics
+        .watch_feed(stores.feed.head(), vec![("projections".into(), projections.position.clone()), ("transfer-saga-starter".into(), starter.position.clone())]);
     let feed_tasks = [tokio::spawn(projections.run(stopping.clone())), tokio::spawn(starter.run(stopping.clone()))];
 
     // Transfers a previous run left unfinished carry on from their last state.
@@ -95,7 +102,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         });
     }
 
-    let health = Arc::new(Health { events: stores.events.clone(), read: stores.read.clone(), feed: stores.feed.clone(), projection_position, kind: stores.kind });
+    let health =
+        Arc::new(Health { events: stores.events.clone(), read: stores.read.clone(), feed: stores.feed.clone(), projection_position, kind: stores.kind });
     let gateway = Arc::new(Gateway {
         app: App { commands, read: stores.read.clone(), metrics: metrics.clone(), health },
         verifier: api::auth::TokenVerifier::new(&secret),

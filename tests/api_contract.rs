@@ -38,7 +38,10 @@ fn the_golden_flow_ends_with_the_right_balances_within_a_second() {
     let source_view = server.eventually(&alice, &format!("/api/v2/wallets/{source}"), SECOND, |w| w["balance"] == json!(649.75));
     let destination_view = server.eventually(&alice, &format!("/api/v2/wallets/{destination}"), SECOND, |w| w["balance"] == json!(100));
     assert!(started.elapsed() < SECOND, "settled in {:?}", started.elapsed());
-    assert_eq!((source_view["status"].as_str(), source_view["ownerId"].as_str(), source_view["walletType"].as_str()), (Some("active"), Some("alice"), Some("personal")));
+    assert_eq!(
+        (source_view["status"].as_str(), source_view["ownerId"].as_str(), source_view["walletType"].as_str()),
+        (Some("active"), Some("alice"), Some("personal"))
+    );
     assert_eq!(destination_view["version"], 3);
     for field in ["walletId", "currency", "kycLevel", "createdAt", "updatedAt"] {
         assert!(source_view[field].is_string(), "{field} in {source_view}");
@@ -128,7 +131,13 @@ fn an_idempotency_key_replays_the_first_answer_and_applies_once() {
     let alias = server.request("POST", &path, Some(&alice), &[("X-Request-ID", "k-1")], Some(body));
     assert_eq!(alias.body, first.body);
     // Same key, different body.
-    let other = server.request("POST", &path, Some(&alice), &[("Idempotency-Key", "k-1")], Some(r#"{"amount": 41, "transactionType": "payment", "reference": "PAY-9"}"#));
+    let other = server.request(
+        "POST",
+        &path,
+        Some(&alice),
+        &[("Idempotency-Key", "k-1")],
+        Some(r#"{"amount": 41, "transactionType": "payment", "reference": "PAY-9"}"#),
+    );
     other.expect_error(422, "IDEMPOTENCY_KEY_REUSED");
     // Keys are the caller's own: bob's "k-1" is another key (and he may not debit alice's wallet).
     let bob = server.token("bob", "");
@@ -221,7 +230,9 @@ fn bad_input_gets_a_400_with_the_error_body_and_never_a_500() {
     for body in bad_bodies {
         server.request("POST", &debit, Some(&alice), &[], Some(body)).expect_error(400, "VALIDATION_ERROR");
     }
-    server.post(&alice, "/api/v2/commands/wallets/not-a-uuid/debit", json!({"amount": 1, "transactionType": "payment", "reference": "r"})).expect_error(400, "VALIDATION_ERROR");
+    server
+        .post(&alice, "/api/v2/commands/wallets/not-a-uuid/debit", json!({"amount": 1, "transactionType": "payment", "reference": "r"}))
+        .expect_error(400, "VALIDATION_ERROR");
     server.post(&alice, "/api/v2/commands/wallets/create", json!({"walletType": "savings"})).expect_error(400, "VALIDATION_ERROR");
     server.post(&alice, "/api/v2/commands/wallets/create", json!({"walletType": "personal", "currency": "egp"})).expect_error(400, "VALIDATION_ERROR");
     server.post(&alice, "/api/v2/commands/wallets/create", json!({"walletType": "personal", "initialBalance": -5})).expect_error(400, "VALIDATION_ERROR");

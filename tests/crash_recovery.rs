@@ -32,9 +32,15 @@ fn a_killed_server_loses_no_acknowledged_command_and_catches_up_after_restart() 
                     let reference = format!("W{worker}-{i}");
                     let (path, body) = if i % 3 == 0 {
                         let (from, to) = if worker % 2 == 0 { (a, b) } else { (b, a) };
-                        ("/api/v2/commands/transfers".to_string(), format!(r#"{{"sourceWalletId": "{from}", "destinationWalletId": "{to}", "amount": 1.5, "reference": "{reference}"}}"#))
+                        (
+                            "/api/v2/commands/transfers".to_string(),
+                            format!(r#"{{"sourceWalletId": "{from}", "destinationWalletId": "{to}", "amount": 1.5, "reference": "{reference}"}}"#),
+                        )
                     } else {
-                        (format!("/api/v2/commands/wallets/{a}/debit"), format!(r#"{{"amount": 0.25, "transactionType": "payment", "reference": "{reference}"}}"#))
+                        (
+                            format!("/api/v2/commands/wallets/{a}/debit"),
+                            format!(r#"{{"amount": 0.25, "transactionType": "payment", "reference": "{reference}"}}"#),
+                        )
                     };
                     match server.try_request("POST", &path, Some(alice), &[], Some(&body)) {
                         Ok(reply) if reply.status == 200 => acked_debits.lock().unwrap().push(reference),
@@ -51,7 +57,12 @@ fn a_killed_server_loses_no_acknowledged_command_and_catches_up_after_restart() 
     });
     let acked_debits = acked_debits.into_inner().unwrap();
     let acked_transfers = acked_transfers.into_inner().unwrap();
-    assert!(acked_debits.len() > 20 && !acked_transfers.is_empty(), "the burst was too short to mean anything: {} debits, {} transfers", acked_debits.len(), acked_transfers.len());
+    assert!(
+        acked_debits.len() > 20 && !acked_transfers.is_empty(),
+        "the burst was too short to mean anything: {} debits, {} transfers",
+        acked_debits.len(),
+        acked_transfers.len()
+    );
 
     let server = server.restart();
     // Every acknowledged transfer settles: unfinished sagas resumed where they stopped.

@@ -62,7 +62,9 @@ impl From<CommandError> for ApiError {
         match e {
             CommandError::Refused(refusal) => refusal.into(),
             CommandError::Conflict { .. } => ApiError::new(409, "CONCURRENCY_CONFLICT", "too many concurrent commands on this aggregate; retry the request"),
-            CommandError::IdempotencyKeyReused => ApiError::new(422, "IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was already used with a different request"),
+            CommandError::IdempotencyKeyReused => {
+                ApiError::new(422, "IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was already used with a different request")
+            }
             CommandError::Store(e) => ApiError::internal(e),
         }
     }

@@ -151,10 +151,8 @@ impl Incoming {
     }
 
     pub fn respond(&self, answer: StoredResponse) -> Response<Body> {
-        let mut builder = Response::builder()
-            .status(answer.status)
-            .header("content-type", "application/json")
-            .header(CORRELATION_HEADER, self.correlation_id.as_str());
+        let mut builder =
+            Response::builder().status(answer.status).header("content-type", "application/json").header(CORRELATION_HEADER, self.correlation_id.as_str());
         for (name, value) in &answer.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
@@ -189,5 +187,6 @@ pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> Result<Opt
 
 /// Parses a unit enum from its wire name, naming the allowed values on error.
 pub fn one_of<T: DeserializeOwned>(field: &str, value: &str, allowed: &str) -> Result<T, ApiError> {
-    serde_json::from_value(serde_json::Value::String(value.to_string())).map_err(|_| ApiError::validation(format!("{field} must be one of {allowed}, got {value:?}")))
+    serde_json::from_value(serde_json::Value::String(value.to_string()))
+        .map_err(|_| ApiError::validation(format!("{field} must be one of {allowed}, got {value:?}")))
 }

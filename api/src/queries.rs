@@ -64,7 +64,11 @@ fn transaction_json(item: &TransactionItem) -> Value {
 pub async fn transactions(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
     let limit = match incoming.query("limit") {
         None => DEFAULT_PAGE,
-        Some(raw) => raw.parse::<usize>().ok().filter(|l| (1..=MAX_PAGE).contains(l)).ok_or_else(|| ApiError::validation(format!("limit must be an integer from 1 to {MAX_PAGE}")))?,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| ApiError::validation(format!("limit must be an integer from 1 to {MAX_PAGE}")))?,
     };
     let before = match incoming.query("cursor").filter(|c| !c.is_empty()) {
         None => None,
@@ -82,14 +86,12 @@ pub async fn balance(app: &App, incoming: &Incoming) -> Result<StoredResponse, A
     let now = app.commands.clock().now();
     let as_of: DateTime<Utc> = match incoming.query("asOf") {
         None => now,
-        Some(raw) => DateTime::parse_from_rfc3339(&raw).map_err(|_| ApiError::validation(format!("asOf must be an RFC 3339 timestamp, got {raw:?}")))?.with_timezone(&Utc),
+        Some(raw) => DateTime::parse_from_rfc3339(&raw)
+            .map_err(|_| ApiError::validation(format!("asOf must be an RFC 3339 timestamp, got {raw:?}")))?
+            .with_timezone(&Utc),
     };
     let events = app.commands.store().load(&stream_id(Wallet::TYPE, wallet_id), 0).await?;
-    let decoded = events
-        .iter()
-        .map(|e| e.decode::<WalletEvent>().map(|event| (e, event)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ApiError::internal)?;
+    let decoded = events.iter().map(|e| e.decode::<WalletEvent>().map(|event| (e, event))).collect::<Result<Vec<_>, _>>().map_err(ApiError::internal)?;
     let Some(Wallet::Open(current)) = Some(decoded.iter().fold(Wallet::default(), |w, (_, e)| w.apply(e))) else {
         return Err(ApiError::not_found(format!("wallet {wallet_id} was not found")));
     };

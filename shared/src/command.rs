@@ -394,10 +394,7 @@ impl<'s> UnitOfWork<'s> {
         if self.tracked.iter().all(|t| t.pending.is_empty()) {
             return vec![];
         }
-        self.tracked
-            .iter()
-            .map(|t| StreamAppend { stream_id: t.stream_id.clone(), expected_version: t.expected_version, events: t.pending.clone() })
-            .collect()
+        self.tracked.iter().map(|t| StreamAppend { stream_id: t.stream_id.clone(), expected_version: t.expected_version, events: t.pending.clone() }).collect()
     }
 
     /// After a commit, the states it produced are the freshest there are.
@@ -435,13 +432,26 @@ mod tests {
     }
 
     fn debit(minor: i64) -> WalletCommand {
-        WalletCommand::Debit(Movement { amount: Money::from_minor(minor), transaction_type: DebitType::Payment, reference: "r".into(), description: None, currency: None })
+        WalletCommand::Debit(Movement {
+            amount: Money::from_minor(minor),
+            transaction_type: DebitType::Payment,
+            reference: "r".into(),
+            description: None,
+            currency: None,
+        })
     }
 
     async fn funded_wallet(service: &CommandService, minor: i64) -> Uuid {
         let id = Uuid::now_v7();
         let ctx = CommandContext::new("alice", "c");
-        let create = WalletCommand::Create { wallet_id: id, owner_id: "alice".into(), wallet_type: WalletType::Personal, currency: Currency::egp(), kyc_level: KycLevel::Basic, initial_balance: Money::from_minor(minor) };
+        let create = WalletCommand::Create {
+            wallet_id: id,
+            owner_id: "alice".into(),
+            wallet_type: WalletType::Personal,
+            currency: Currency::egp(),
+            kyc_level: KycLevel::Basic,
+            initial_balance: Money::from_minor(minor),
+        };
         service.execute(&ctx, async |uow| uow.handle::<Wallet>(id, &create).await).await.unwrap();
         service.execute(&ctx, async |uow| uow.handle::<Wallet>(id, &WalletCommand::Activate).await).await.unwrap();
         id
@@ -454,7 +464,10 @@ mod tests {
         let tasks: Vec<_> = (0..50)
             .map(|_| {
                 let service = service.clone();
-                tokio::spawn(async move { let command = debit(3_000); service.execute(&CommandContext::new("alice", "c"), async move |uow| uow.handle::<Wallet>(id, &command).await).await })
+                tokio::spawn(async move {
+                    let command = debit(3_000);
+                    service.execute(&CommandContext::new("alice", "c"), async move |uow| uow.handle::<Wallet>(id, &command).await).await
+                })
             })
             .collect();
         let (mut ok, mut refused) = (0, 0);
@@ -481,7 +494,13 @@ mod tests {
         let b = CommandService::new(store, Arc::new(SystemClock));
         let id = funded_wallet(&a, 1_000).await;
         // `b` credits behind `a`'s back: `a`'s cache now says 10.00 where 60.00 is true.
-        let credit = WalletCommand::Credit(Movement { amount: Money::from_minor(5_000), transaction_type: CreditType::Deposit, reference: "r".into(), description: None, currency: None });
+        let credit = WalletCommand::Credit(Movement {
+            amount: Money::from_minor(5_000),
+            transaction_type: CreditType::Deposit,
+            reference: "r".into(),
+            description: None,
+            currency: None,
+        });
         b.execute(&CommandContext::new("alice", "c"), async |uow| uow.handle::<Wallet>(id, &credit).await).await.unwrap();
         let after = a.execute(&CommandContext::new("alice", "c"), async |uow| uow.handle::<Wallet>(id, &debit(3_000)).await).await.unwrap();
         assert_eq!(after.open().unwrap().balance, Money::from_minor(3_000));
@@ -513,7 +532,11 @@ mod tests {
         let service = service();
         let id = funded_wallet(&service, 100).await;
         let request = IdempotencyRequest { scope: "alice".into(), key: "k".into(), request_hash: "h".into() };
-        let respond = |outcome: Result<&Wallet, &DomainError>, _: &UnitOfWork| StoredResponse { status: if outcome.is_ok() { 200 } else { 422 }, body: String::new(), headers: vec![] };
+        let respond = |outcome: Result<&Wallet, &DomainError>, _: &UnitOfWork| StoredResponse {
+            status: if outcome.is_ok() { 200 } else { 422 },
+            body: String::new(),
+            headers: vec![],
+        };
         let ctx = CommandContext::new("alice", "c");
         let first = service.execute_idempotent(&ctx, &request, async |uow| uow.handle::<Wallet>(id, &debit(1_000)).await, respond).await.unwrap();
         assert_eq!(first.response().status, 422);

@@ -1,7 +1,7 @@
 //! Conformance suites: the behaviour every backend of a port must have, written
 //! once. An adapter crate runs them with one line each:
 //!
-//! ```ignore
+//! ```text
 //! shared::event_store_conformance!(async { MyStore::new().await });
 //! ```
 //! The expression is evaluated afresh for every test and must give an empty store.
@@ -135,6 +135,20 @@ pub mod event_store {
         store.append(Commit { streams: vec![check(2), append(written, 0, 1)], idempotency: None }).await.unwrap();
         assert_eq!(store.load(&format!("wallet#{read}"), 0).await.unwrap().len(), 2, "a check appends nothing");
         assert_eq!(store.load(&format!("wallet#{written}"), 0).await.unwrap().len(), 1);
+    }
+
+    /// A commit is refused whole if it names a stream twice or numbers events
+    /// other than `expected_version + 1 ..` (both are bugs in the caller).
+    pub async fn a_malformed_commit_is_refused_whole(store: &dyn EventStore) {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let twice = store.append(Commit { streams: vec![append(b, 0, 1), append(a, 0, 1), append(a, 0, 1)], idempotency: None }).await;
+        assert!(twice.is_err(), "the same stream twice");
+        let mut misnumbered = append(a, 0, 2);
+        misnumbered.events[1].version = 5;
+        assert!(store.append(Commit { streams: vec![append(b, 0, 1), misnumbered], idempotency: None }).await.is_err());
+        for id in [a, b] {
+            assert!(store.load(&format!("wallet#{id}"), 0).await.unwrap().is_empty());
+        }
     }
 
     /// 99 events and the idempotency record: the most one DynamoDB transaction holds.
@@ -358,7 +372,8 @@ macro_rules! event_store_conformance {
         $crate::event_store_conformance!(@tests $make; an_unknown_stream_is_empty, appended_events_load_back_intact_in_version_order,
             a_stale_expected_version_is_a_conflict_and_writes_nothing, a_commit_over_several_streams_is_all_or_nothing,
             the_idempotency_record_is_stored_with_the_events_and_only_once, idempotency_keys_are_scoped_to_the_caller,
-            a_version_conflict_does_not_store_the_idempotency_record, a_large_commit_is_atomic, a_stream_without_events_is_a_version_check);
+            a_version_conflict_does_not_store_the_idempotency_record, a_large_commit_is_atomic, a_stream_without_events_is_a_version_check,
+            a_malformed_commit_is_refused_whole);
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn of_concurrent_appends_at_one_version_exactly_one_wins() {
             let store = $make.await;

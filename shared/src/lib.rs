@@ -10,6 +10,7 @@
 
 pub mod aggregate;
 pub mod clock;
+pub mod command;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod envelope;
@@ -17,8 +18,7 @@ pub mod error;
 pub mod memory;
 pub mod money;
 pub mod ports;
-pub mod transfer;
-pub mod wallet;
-pub mod command;
 pub mod projection;
 pub mod saga;
+pub mod transfer;
+pub mod wallet;

@@ -44,9 +44,14 @@ impl EventStore for MemoryEventStore {
                 return Err(AppendError::IdempotencyKeyUsed(Box::new(existing.clone())));
             }
         }
-        for append in &commit.streams {
+        for (index, append) in commit.streams.iter().enumerate() {
+            let numbered = append.events.iter().zip(append.expected_version + 1..).all(|(e, v)| e.version == v && e.stream_id() == append.stream_id);
+            if !numbered {
+                return Err(StoreError(format!("{}: events must be numbered from v{}", append.stream_id, append.expected_version + 1)).into());
+            }
             let current = inner.streams.get(&append.stream_id).map_or(0, |s| s.len() as u64);
-            if current != append.expected_version {
+            let repeated = commit.streams[..index].iter().any(|earlier| earlier.stream_id == append.stream_id);
+            if current != append.expected_version || repeated {
                 return Err(AppendError::VersionConflict { stream_id: append.stream_id.clone() });
             }
         }

@@ -114,7 +114,11 @@ impl Money {
             if kept.len() > 18 {
                 return Err(AmountError::TooLarge);
             }
-            if kept.is_empty() { 0 } else { kept.parse().map_err(|_| AmountError::TooLarge)? }
+            if kept.is_empty() {
+                0
+            } else {
+                kept.parse().map_err(|_| AmountError::TooLarge)?
+            }
         };
         Ok(Money(if negative { -minor } else { minor }))
     }

@@ -63,12 +63,16 @@ pub enum TransferCommand {
     Initiate(TransferTerms),
     RecordSourceDebited,
     RecordCompleted,
-    RecordCreditRejected { reason: String },
+    RecordCreditRejected {
+        reason: String,
+    },
     /// The source got its money back after a refused credit.
     RecordSourceRefunded,
     /// The transfer ends without moving money (the source debit was refused, or
     /// the saga gave up before it).
-    Fail { reason: String },
+    Fail {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -239,7 +243,10 @@ mod tests {
         given::<Transfer>(&rejected)
             .when(&TransferCommand::RecordSourceRefunded)
             .then(&[TransferEvent::TransferSourceRefunded {}, TransferEvent::TransferFailed { reason: "WALLET_NOT_ACTIVE".into() }]);
-        let state = given::<Transfer>(&[rejected.to_vec(), vec![TransferEvent::TransferSourceRefunded {}, TransferEvent::TransferFailed { reason: "WALLET_NOT_ACTIVE".into() }]].concat()).state();
+        let state = given::<Transfer>(
+            &[rejected.to_vec(), vec![TransferEvent::TransferSourceRefunded {}, TransferEvent::TransferFailed { reason: "WALLET_NOT_ACTIVE".into() }]].concat(),
+        )
+        .state();
         let t = state.started().unwrap();
         assert_eq!((t.stage.status(), t.failure_reason.as_deref()), ("FAILED", Some("WALLET_NOT_ACTIVE")));
     }

@@ -81,11 +81,22 @@ pub struct Movement<T> {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum WalletCommand {
-    Create { wallet_id: Uuid, owner_id: String, wallet_type: WalletType, currency: Currency, kyc_level: KycLevel, initial_balance: Money },
+    Create {
+        wallet_id: Uuid,
+        owner_id: String,
+        wallet_type: WalletType,
+        currency: Currency,
+        kyc_level: KycLevel,
+        initial_balance: Money,
+    },
     /// `pending → active`, and `suspended → active` (reactivation).
     Activate,
-    Suspend { reason: String },
-    Close { reason: Option<String> },
+    Suspend {
+        reason: String,
+    },
+    Close {
+        reason: Option<String>,
+    },
     Credit(Movement<CreditType>),
     Debit(Movement<DebitType>),
     /// A saga's compensation: gives back money the saga took from this wallet.
@@ -97,9 +108,17 @@ pub enum WalletCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all_fields = "camelCase")]
 pub enum WalletEvent {
-    WalletCreated { wallet_id: Uuid, owner_id: String, wallet_type: WalletType, currency: Currency, kyc_level: KycLevel },
+    WalletCreated {
+        wallet_id: Uuid,
+        owner_id: String,
+        wallet_type: WalletType,
+        currency: Currency,
+        kyc_level: KycLevel,
+    },
     WalletActivated {},
-    WalletSuspended { reason: String },
+    WalletSuspended {
+        reason: String,
+    },
     WalletReactivated {},
     WalletClosed {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -202,10 +221,8 @@ impl Aggregate for Wallet {
             WalletCommand::Credit(movement) | WalletCommand::ReturnFunds(movement) => {
                 let may_receive: &[WalletStatus] = if matches!(command, WalletCommand::ReturnFunds(_)) { &[Active, Suspended] } else { &[Active] };
                 wallet.ensure_can_move(movement.amount, movement.currency.as_ref(), may_receive)?;
-                let balance_after = wallet
-                    .balance
-                    .checked_add(movement.amount)
-                    .ok_or_else(|| DomainError::LimitExceeded(format!("wallet {} cannot hold more", wallet.id)))?;
+                let balance_after =
+                    wallet.balance.checked_add(movement.amount).ok_or_else(|| DomainError::LimitExceeded(format!("wallet {} cannot hold more", wallet.id)))?;
                 Ok(vec![WalletEvent::WalletCredited { movement: movement.clone(), balance_after }])
             }
             WalletCommand::Debit(movement) => {
@@ -261,7 +278,9 @@ impl OpenWallet {
             return Err(DomainError::WalletNotActive { wallet: self.id, status: self.status.as_str() });
         }
         match currency {
-            Some(c) if *c != self.currency => Err(DomainError::CurrencyMismatch { wallet: self.id, wallet_currency: self.currency.clone(), command_currency: c.clone() }),
+            Some(c) if *c != self.currency => {
+                Err(DomainError::CurrencyMismatch { wallet: self.id, wallet_currency: self.currency.clone(), command_currency: c.clone() })
+            }
             _ => Ok(()),
         }
     }
@@ -279,7 +298,13 @@ mod tests {
         Money::from_minor(major * 100)
     }
     fn created() -> WalletEvent {
-        WalletEvent::WalletCreated { wallet_id: id(), owner_id: "alice".into(), wallet_type: WalletType::Personal, currency: Currency::egp(), kyc_level: KycLevel::Basic }
+        WalletEvent::WalletCreated {
+            wallet_id: id(),
+            owner_id: "alice".into(),
+            wallet_type: WalletType::Personal,
+            currency: Currency::egp(),
+            kyc_level: KycLevel::Basic,
+        }
     }
     fn deposit(amount: Money) -> Movement<CreditType> {
         Movement { amount, transaction_type: CreditType::Deposit, reference: "DEP-1".into(), description: None, currency: None }
@@ -298,7 +323,14 @@ mod tests {
         events
     }
     fn create(initial_balance: Money) -> WalletCommand {
-        WalletCommand::Create { wallet_id: id(), owner_id: "alice".into(), wallet_type: WalletType::Personal, currency: Currency::egp(), kyc_level: KycLevel::Basic, initial_balance }
+        WalletCommand::Create {
+            wallet_id: id(),
+            owner_id: "alice".into(),
+            wallet_type: WalletType::Personal,
+            currency: Currency::egp(),
+            kyc_level: KycLevel::Basic,
+            initial_balance,
+        }
     }
 
     #[test]
@@ -334,7 +366,9 @@ mod tests {
 
     #[test]
     fn only_active_wallets_are_suspended() {
-        given::<Wallet>(&active_with(Money::ZERO)).when(&WalletCommand::Suspend { reason: "fraud".into() }).then(&[WalletEvent::WalletSuspended { reason: "fraud".into() }]);
+        given::<Wallet>(&active_with(Money::ZERO))
+            .when(&WalletCommand::Suspend { reason: "fraud".into() })
+            .then(&[WalletEvent::WalletSuspended { reason: "fraud".into() }]);
         given::<Wallet>(&[created()]).when(&WalletCommand::Suspend { reason: "fraud".into() }).then_refused("INVALID_STATE_TRANSITION");
     }
 

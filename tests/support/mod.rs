@@ -206,7 +206,8 @@ impl Server {
     }
 
     pub fn balance(&self, token: &str, wallet: &str, version_at_least: u64) -> f64 {
-        let view = self.eventually(token, &format!("/api/v2/wallets/{wallet}"), Duration::from_secs(5), |v| v["version"].as_u64().unwrap_or(0) >= version_at_least);
+        let view =
+            self.eventually(token, &format!("/api/v2/wallets/{wallet}"), Duration::from_secs(5), |v| v["version"].as_u64().unwrap_or(0) >= version_at_least);
         view["balance"].as_f64().unwrap()
     }
 }

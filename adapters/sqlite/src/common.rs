@@ -138,18 +138,12 @@ impl Db {
         Ok(Db { writer: Arc::new(Mutex::new(writer)), readers: ReadPool::new(path) })
     }
 
-    pub(crate) async fn write<T: Send + 'static>(
-        &self,
-        write: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
+    pub(crate) async fn write<T: Send + 'static>(&self, write: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
         let writer = self.writer.clone();
         blocking(move || write(&lock(&writer))).await
     }
 
-    pub(crate) async fn read<T: Send + 'static>(
-        &self,
-        read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
+    pub(crate) async fn read<T: Send + 'static>(&self, read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
         self.readers.read(read).await
     }
 }

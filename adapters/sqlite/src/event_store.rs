@@ -78,8 +78,7 @@ impl SqliteEventStore {
     /// Opens (or creates) the event store at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = open_writer(path, Synchronous::Full, SCHEMA)?;
-        let position: i64 =
-            conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |row| row.get(0)).or_store("reading the head position")?;
+        let position: i64 = conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |row| row.get(0)).or_store("reading the head position")?;
         let head = Arc::new(watch::channel(from_sql_int(position, "position")?).0);
         let (requests, queue) = mpsc::channel(QUEUE);
         let writer = {
@@ -247,8 +246,7 @@ fn append_one(conn: &Connection, commit: &PreparedCommit) -> Result<Option<i64>,
             .and_then(|mut stmt| stmt.query_row(params![record.scope, record.key], |row| row.get(0)).optional())
             .or_store("reading an idempotency record")?;
         if let Some(json) = existing {
-            let existing: IdempotencyRecord =
-                serde_json::from_str(&json).map_err(corrupt(|| format!("idempotency record {}/{}", record.scope, record.key)))?;
+            let existing: IdempotencyRecord = serde_json::from_str(&json).map_err(corrupt(|| format!("idempotency record {}/{}", record.scope, record.key)))?;
             return Err(Refusal::Refused(AppendError::IdempotencyKeyUsed(Box::new(existing))));
         }
     }
@@ -269,9 +267,7 @@ fn append_one(conn: &Connection, commit: &PreparedCommit) -> Result<Option<i64>,
                 Ok(_) => last = Some(conn.last_insert_rowid()),
                 // The same stream twice in one commit: the second append conflicts
                 // with the first.
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(Refusal::Refused(AppendError::VersionConflict { stream_id: stream.stream_id.clone() }))
-                }
+                Err(e) if is_unique_violation(&e) => return Err(Refusal::Refused(AppendError::VersionConflict { stream_id: stream.stream_id.clone() })),
                 Err(e) => return Err(Refusal::Failed(store_error("inserting an event", e))),
             }
         }
@@ -295,9 +291,8 @@ impl EventStore for SqliteEventStore {
         let stream_id = stream_id.to_string();
         self.readers
             .read(move |conn| {
-                let mut stmt = conn
-                    .prepare_cached("SELECT version, envelope FROM events WHERE stream_id = ?1 AND version > ?2 ORDER BY version")
-                    .or_store("preparing")?;
+                let mut stmt =
+                    conn.prepare_cached("SELECT version, envelope FROM events WHERE stream_id = ?1 AND version > ?2 ORDER BY version").or_store("preparing")?;
                 let mut rows = stmt.query(params![stream_id, after_version]).or_store("loading a stream")?;
                 let mut events = Vec::new();
                 while let Some(row) = rows.next().or_store("loading a stream")? {

@@ -53,13 +53,7 @@ impl SqliteReadStore {
 /// The guarded write: one statement, so two writers can never both win. Absent
 /// counts as version 0: with `previous_version` 0 the row is inserted (or replaces
 /// a stored version-0 row); otherwise only a row at `previous_version` is replaced.
-fn save_guarded(
-    conn: &rusqlite::Connection,
-    insert: &str,
-    update: &str,
-    values: &[&dyn rusqlite::ToSql],
-    previous_version: u64,
-) -> Result<Saved, StoreError> {
+fn save_guarded(conn: &rusqlite::Connection, insert: &str, update: &str, values: &[&dyn rusqlite::ToSql], previous_version: u64) -> Result<Saved, StoreError> {
     let previous_version = to_sql_int(previous_version, "previous version")?;
     let changed = if previous_version == 0 {
         conn.prepare_cached(insert).and_then(|mut stmt| stmt.execute(values))
@@ -110,9 +104,8 @@ impl WalletViews for SqliteReadStore {
         let owner_id = owner_id.to_string();
         self.db
             .read(move |conn| {
-                let mut stmt = conn
-                    .prepare_cached("SELECT wallet_id, view FROM wallet_views WHERE owner_id = ?1 ORDER BY created_at, wallet_id")
-                    .or_store("preparing")?;
+                let mut stmt =
+                    conn.prepare_cached("SELECT wallet_id, view FROM wallet_views WHERE owner_id = ?1 ORDER BY created_at, wallet_id").or_store("preparing")?;
                 let mut rows = stmt.query([&owner_id]).or_store("listing wallet views")?;
                 let mut wallets = Vec::new();
                 while let Some(row) = rows.next().or_store("listing wallet views")? {
@@ -134,11 +127,9 @@ impl TransactionHistory for SqliteReadStore {
         let wallet_id = item.wallet_id.to_string();
         self.db
             .write(move |conn| {
-                conn.prepare_cached(
-                    "INSERT INTO transactions (wallet_id, version, item) VALUES (?1, ?2, ?3) ON CONFLICT (wallet_id, version) DO NOTHING",
-                )
-                .and_then(|mut stmt| stmt.execute(params![wallet_id, version, json]))
-                .or_store("recording a transaction")?;
+                conn.prepare_cached("INSERT INTO transactions (wallet_id, version, item) VALUES (?1, ?2, ?3) ON CONFLICT (wallet_id, version) DO NOTHING")
+                    .and_then(|mut stmt| stmt.execute(params![wallet_id, version, json]))
+                    .or_store("recording a transaction")?;
                 Ok(())
             })
             .await
@@ -155,9 +146,7 @@ impl TransactionHistory for SqliteReadStore {
                 let mut rows = match before_version {
                     Some(before) => {
                         stmt = conn
-                            .prepare_cached(
-                                "SELECT version, item FROM transactions WHERE wallet_id = ?1 AND version < ?2 ORDER BY version DESC LIMIT ?3",
-                            )
+                            .prepare_cached("SELECT version, item FROM transactions WHERE wallet_id = ?1 AND version < ?2 ORDER BY version DESC LIMIT ?3")
                             .or_store("preparing")?;
                         stmt.query(params![wallet, before, limit])
                     }

@@ -10,11 +10,11 @@ pub mod feed;
 pub mod transfer;
 pub mod wallet;
 
+use crate::aggregate::Aggregate;
 use crate::envelope::EventEnvelope;
 use crate::ports::{ReadStore, StoreError};
 use crate::transfer::Transfer;
 use crate::wallet::Wallet;
-use crate::aggregate::Aggregate;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Projected {

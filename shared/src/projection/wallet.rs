@@ -95,8 +95,8 @@ fn json_name(value: &impl serde::Serialize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{CommandContext, CommandService};
     use crate::clock::SystemClock;
+    use crate::command::{CommandContext, CommandService};
     use crate::memory::{MemoryEventStore, MemoryReadStore};
     use crate::money::{Currency, Money};
     use crate::ports::{EventFeed, TransactionHistory, WalletViews};
@@ -109,10 +109,33 @@ mod tests {
         let service = CommandService::new(store.clone(), Arc::new(SystemClock));
         let id = Uuid::now_v7();
         let ctx = CommandContext::new("alice", "c");
-        let credit = |minor| WalletCommand::Credit(Movement { amount: Money::from_minor(minor), transaction_type: CreditType::Cashback, reference: "c".into(), description: Some("d".into()), currency: None });
-        let debit = |minor| WalletCommand::Debit(Movement { amount: Money::from_minor(minor), transaction_type: DebitType::TransferOut, reference: "d".into(), description: None, currency: None });
+        let credit = |minor| {
+            WalletCommand::Credit(Movement {
+                amount: Money::from_minor(minor),
+                transaction_type: CreditType::Cashback,
+                reference: "c".into(),
+                description: Some("d".into()),
+                currency: None,
+            })
+        };
+        let debit = |minor| {
+            WalletCommand::Debit(Movement {
+                amount: Money::from_minor(minor),
+                transaction_type: DebitType::TransferOut,
+                reference: "d".into(),
+                description: None,
+                currency: None,
+            })
+        };
         let commands = [
-            WalletCommand::Create { wallet_id: id, owner_id: "alice".into(), wallet_type: WalletType::Merchant, currency: Currency::egp(), kyc_level: KycLevel::Full, initial_balance: Money::from_minor(500) },
+            WalletCommand::Create {
+                wallet_id: id,
+                owner_id: "alice".into(),
+                wallet_type: WalletType::Merchant,
+                currency: Currency::egp(),
+                kyc_level: KycLevel::Full,
+                initial_balance: Money::from_minor(500),
+            },
             WalletCommand::Activate,
             credit(1_000),
             debit(250),
@@ -132,9 +155,13 @@ mod tests {
             assert_eq!(project(&read, e).await.unwrap(), Projected::Applied);
         }
         let view = read.wallet(id).await.unwrap().unwrap();
-        assert_eq!((view.status.as_str(), view.balance, view.version, view.wallet_type.as_str(), view.kyc_level.as_str()), ("suspended", Money::from_minor(1_250), 6, "merchant", "full"));
+        assert_eq!(
+            (view.status.as_str(), view.balance, view.version, view.wallet_type.as_str(), view.kyc_level.as_str()),
+            ("suspended", Money::from_minor(1_250), 6, "merchant", "full")
+        );
         let history = read.transactions(id, 10, None).await.unwrap();
-        let lines: Vec<_> = history.iter().map(|t| (t.kind.as_str(), t.transaction_type.as_str(), t.amount.minor(), t.balance_after.minor(), t.version)).collect();
+        let lines: Vec<_> =
+            history.iter().map(|t| (t.kind.as_str(), t.transaction_type.as_str(), t.amount.minor(), t.balance_after.minor(), t.version)).collect();
         assert_eq!(lines, vec![("debit", "transfer_out", 250, 1_250, 5), ("credit", "cashback", 1_000, 1_500, 4), ("credit", "deposit", 500, 500, 2)]);
     }
 

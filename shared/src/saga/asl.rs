@@ -170,9 +170,7 @@ impl Path {
 
     /// Writes `value` at this path, creating missing objects on the way as AWS does.
     fn set(&self, target: &mut Value, value: Value) -> Result<(), TaskFailure> {
-        let mismatch = || {
-            TaskFailure::new("States.ResultPathMatchFailure", format!("Unable to apply ResultPath '{}' to the input", self.text))
-        };
+        let mismatch = || TaskFailure::new("States.ResultPathMatchFailure", format!("Unable to apply ResultPath '{}' to the input", self.text));
         let mut slot = target;
         for seg in &self.segs {
             slot = match seg {
@@ -245,9 +243,9 @@ impl Template {
                 }
                 Ok(Template::Object(fields))
             }
-            Value::Array(items) => Ok(Template::Array(
-                items.iter().enumerate().map(|(i, v)| Template::parse(v, state, &format!("{field}[{i}]"))).collect::<Result<_, _>>()?,
-            )),
+            Value::Array(items) => {
+                Ok(Template::Array(items.iter().enumerate().map(|(i, v)| Template::parse(v, state, &format!("{field}[{i}]"))).collect::<Result<_, _>>()?))
+            }
             other => Ok(Template::Literal(other.clone())),
         }
     }
@@ -256,9 +254,9 @@ impl Template {
         Ok(match self {
             Template::Literal(v) => v.clone(),
             Template::Path(p) => p.select(input, field)?,
-            Template::Object(fields) => Value::Object(
-                fields.iter().map(|(k, t)| Ok((k.clone(), t.render(input, field)?))).collect::<Result<Map<_, _>, TaskFailure>>()?,
-            ),
+            Template::Object(fields) => {
+                Value::Object(fields.iter().map(|(k, t)| Ok((k.clone(), t.render(input, field)?))).collect::<Result<Map<_, _>, TaskFailure>>()?)
+            }
             Template::Array(items) => Value::Array(items.iter().map(|t| t.render(input, field)).collect::<Result<_, _>>()?),
         })
     }
@@ -296,9 +294,19 @@ impl Rule {
                     let text = v.as_str().ok_or_else(|| invalid(state, format!("{at}.Variable must be a string")))?;
                     variable = Some(Path::parse(text, state, &format!("{at}.Variable"))?);
                 }
-                "And" | "Or" | "Not" | "StringEquals" | "StringEqualsPath" | "NumericEquals" | "NumericLessThan"
-                | "NumericGreaterThan" | "NumericGreaterThanEquals" | "NumericLessThanEquals" | "BooleanEquals"
-                | "IsPresent" | "IsNull" => {
+                "And"
+                | "Or"
+                | "Not"
+                | "StringEquals"
+                | "StringEqualsPath"
+                | "NumericEquals"
+                | "NumericLessThan"
+                | "NumericGreaterThan"
+                | "NumericGreaterThanEquals"
+                | "NumericLessThanEquals"
+                | "BooleanEquals"
+                | "IsPresent"
+                | "IsNull" => {
                     if op.replace((key.as_str(), v)).is_some() {
                         return Err(invalid(state, format!("{at} has more than one comparison")));
                     }
@@ -320,7 +328,11 @@ impl Rule {
                         let items = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| bad("a non-empty array"))?;
                         let rules = items.iter().enumerate().map(|(i, r)| nested(r, format!("{at}.{name}[{i}]")));
                         let rules = rules.collect::<Result<_, _>>()?;
-                        if name == "And" { Rule::And(rules) } else { Rule::Or(rules) }
+                        if name == "And" {
+                            Rule::And(rules)
+                        } else {
+                            Rule::Or(rules)
+                        }
                     }
                 }
             }
@@ -330,9 +342,7 @@ impl Rule {
                 let boolean = || v.as_bool().ok_or_else(|| bad("a boolean"));
                 let test = match name {
                     "StringEquals" => Test::StringEquals(v.as_str().ok_or_else(|| bad("a string"))?.into()),
-                    "StringEqualsPath" => {
-                        Test::StringEqualsPath(Path::parse(v.as_str().ok_or_else(|| bad("a path"))?, state, &format!("{at}.{name}"))?)
-                    }
+                    "StringEqualsPath" => Test::StringEqualsPath(Path::parse(v.as_str().ok_or_else(|| bad("a path"))?, state, &format!("{at}.{name}"))?),
                     "NumericEquals" => number(|x, n| x == n)?,
                     "NumericLessThan" => number(|x, n| x < n)?,
                     "NumericGreaterThan" => number(|x, n| x > n)?,
@@ -564,12 +574,7 @@ impl State {
         f.allow(&[&["Type", "Comment"], io, allowed].concat())?;
         let kind = match kind {
             "Task" => Kind::Task(Box::new(Task::parse(&f)?)),
-            "Pass" => Kind::Pass {
-                parameters: f.template("Parameters")?,
-                result: f.get("Result").cloned(),
-                result_path: f.result_path()?,
-                next: f.next()?,
-            },
+            "Pass" => Kind::Pass { parameters: f.template("Parameters")?, result: f.get("Result").cloned(), result_path: f.result_path()?, next: f.next()? },
             "Choice" => {
                 let choices = f.list("Choices")?;
                 if choices.is_empty() {
@@ -584,10 +589,7 @@ impl State {
             }
             "Wait" => Kind::Wait { seconds: f.uint("Seconds", 0)?.ok_or_else(|| f.bad("Seconds", "present"))?, next: f.next()? },
             "Succeed" => Kind::Succeed,
-            _ => Kind::Fail {
-                error: f.str("Error")?.unwrap_or_default().into(),
-                cause: f.str("Cause")?.unwrap_or_default().into(),
-            },
+            _ => Kind::Fail { error: f.str("Error")?.unwrap_or_default().into(), cause: f.str("Cause")?.unwrap_or_default().into() },
         };
         Ok(State { input_path: f.filter("InputPath")?, output_path: f.filter("OutputPath")?, kind })
     }
@@ -822,11 +824,7 @@ impl Runner {
     /// execution name is reported as a `StoreError`, the only error this port has.
     pub async fn run(&self, name: &str) -> Result<ExecutionRecord, StoreError> {
         let machine = &self.machine.name;
-        let mut record = self
-            .store
-            .get(machine, name)
-            .await?
-            .ok_or_else(|| StoreError::new(format!("no execution {name:?} of state machine {machine:?}")))?;
+        let mut record = self.store.get(machine, name).await?.ok_or_else(|| StoreError::new(format!("no execution {name:?} of state machine {machine:?}")))?;
         let mut transitions = 0;
         while record.status == ExecutionStatus::Running {
             tracing::debug!(execution = name, state = %record.current_state, "entering state");
@@ -1031,8 +1029,11 @@ mod tests {
             (one_task(json!({"Retry": [{"ErrorEquals": ["States.ALL", "X"]}]})), "T"),
             (one_task(json!({"Retry": [{"ErrorEquals": ["X"], "BackoffRate": 0.5}]})), "T"),
             (one_task(json!({"Parameters": {"a.$": "no-dollar"}})), "T"),
-            (json!({"StartAt": "C", "States": {"C": {"Type": "Choice", "Choices": [{"Not": {"Variable": "$.x", "IsNull": true, "Next": "D"},
-                "Next": "D"}]}, "D": {"Type": "Succeed"}}}), "C"),
+            (
+                json!({"StartAt": "C", "States": {"C": {"Type": "Choice", "Choices": [{"Not": {"Variable": "$.x", "IsNull": true, "Next": "D"},
+                "Next": "D"}]}, "D": {"Type": "Succeed"}}}),
+                "C",
+            ),
         ];
         for (definition, at) in cases {
             match parse(definition.clone()) {
@@ -1161,7 +1162,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn retry_delay_is_capped_and_exhaustion_fails() {
-        let definition = one_task(json!({"Retry": [{"ErrorEquals": ["Busy"], "IntervalSeconds": 2, "MaxAttempts": 3, "BackoffRate": 10, "MaxDelaySeconds": 5}]}));
+        let definition =
+            one_task(json!({"Retry": [{"ErrorEquals": ["Busy"], "IntervalSeconds": 2, "MaxAttempts": 3, "BackoffRate": 10, "MaxDelaySeconds": 5}]}));
         let start = Instant::now();
         let (record, h) = run(definition, Script::default().on("r", fails_then(9, "Busy", json!("ok"))), json!({})).await;
         failed(&record, "Busy: boom");
@@ -1265,14 +1267,15 @@ mod tests {
         succeeded(&record, "TransferCompleted", output);
         assert_eq!(happy.script.inputs(&arn("CreditDestination")), [json!({"transferId": "t1", "amount": 100, "debit": {"accepted": true}})]);
 
-        let refund = saga(Script::default().on(&arn("DebitSource"), accepted(true)).on(&arn("CreditDestination"), accepted(false))
-            .on(&arn("RefundSource"), accepted(true)));
+        let refund = saga(
+            Script::default().on(&arn("DebitSource"), accepted(true)).on(&arn("CreditDestination"), accepted(false)).on(&arn("RefundSource"), accepted(true)),
+        );
         refund.runner.start("t1", input.clone()).await.unwrap();
         assert_eq!(refund.runner.run("t1").await.unwrap().current_state, "TransferFailed");
         assert_eq!(refund.script.resources(), [arn("DebitSource"), arn("CreditDestination"), arn("RefundSource")]);
 
-        let broken = saga(Script::default().on(&arn("DebitSource"), fails_then(9, "Lambda.ServiceException", json!({})))
-            .on(&arn("FailTransfer"), accepted(true)));
+        let broken =
+            saga(Script::default().on(&arn("DebitSource"), fails_then(9, "Lambda.ServiceException", json!({}))).on(&arn("FailTransfer"), accepted(true)));
         broken.runner.start("t1", input.clone()).await.unwrap();
         let record = broken.runner.run("t1").await.unwrap();
         assert_eq!((record.current_state.as_str(), &record.input["error"]["Error"]), ("TransferFailed", &json!("Lambda.ServiceException")));

@@ -6,8 +6,8 @@
 use super::asl::{self, TaskFailure, TaskInvoker};
 use crate::aggregate::Aggregate;
 use crate::command::{CommandContext, CommandError, CommandService, Failure, UnitOfWork};
-use crate::error::DomainError;
 use crate::envelope::EventEnvelope;
+use crate::error::DomainError;
 use crate::projection::feed::FeedConsumer;
 use crate::transfer::{StartedTransfer, Transfer, TransferCommand, TransferEvent, TransferStage};
 use crate::wallet::{CreditType, DebitType, Movement, Wallet, WalletCommand};
@@ -62,7 +62,8 @@ impl From<CommandError> for StepError {
         let error_name = match &e {
             CommandError::Store(_) => "StoreUnavailable",
             CommandError::Conflict { .. } => "ConcurrencyConflict",
-            CommandError::Refused(_) => "TransferNotFound",
+            CommandError::Refused(DomainError::NotFound { .. }) => "TransferNotFound",
+            CommandError::Refused(_) => "StepRefused",
             CommandError::IdempotencyKeyReused => "IdempotencyKeyReused",
         };
         StepError { error_name, message: e.to_string() }
@@ -275,4 +276,151 @@ pub fn start_input(initiated: &EventEnvelope) -> StepInput {
 /// Whether the event starts a transfer saga.
 pub fn starts_saga(envelope: &EventEnvelope) -> bool {
     envelope.aggregate_type == Transfer::TYPE && matches!(envelope.decode::<TransferEvent>(), Ok(TransferEvent::TransferInitiated(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::memory::{MemoryEventStore, MemoryExecutionStore};
+    use crate::money::{Currency, Money};
+    use crate::ports::ExecutionStatus;
+    use crate::transfer::TransferTerms;
+    use crate::wallet::{KycLevel, WalletType};
+
+    struct Fixture {
+        commands: Arc<CommandService>,
+        steps: Arc<TransferSteps>,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let commands = Arc::new(CommandService::new(Arc::new(MemoryEventStore::default()), Arc::new(SystemClock)));
+            Fixture { steps: Arc::new(TransferSteps::new(commands.clone())), commands }
+        }
+
+        async fn run(&self, command: WalletCommand, id: Uuid) {
+            let ctx = CommandContext::new("alice", "c");
+            self.commands.execute(&ctx, async move |uow| uow.handle::<Wallet>(id, &command).await).await.unwrap();
+        }
+
+        async fn wallet(&self, minor: i64, active: bool) -> Uuid {
+            let id = Uuid::now_v7();
+            let create = WalletCommand::Create {
+                wallet_id: id,
+                owner_id: "alice".into(),
+                wallet_type: WalletType::Personal,
+                currency: Currency::egp(),
+                kyc_level: KycLevel::Basic,
+                initial_balance: Money::from_minor(minor),
+            };
+            self.run(create, id).await;
+            if active {
+                self.run(WalletCommand::Activate, id).await;
+            }
+            id
+        }
+
+        async fn balance(&self, id: Uuid) -> i64 {
+            let events = self.commands.store().load(&crate::envelope::stream_id("wallet", id), 0).await.unwrap();
+            let wallet = events.iter().fold(Wallet::default(), |w, e| w.apply(&e.decode().unwrap()));
+            wallet.open().unwrap().balance.minor()
+        }
+
+        async fn transfer(&self, source: Uuid, destination: Uuid, minor: i64) -> StepInput {
+            let id = Uuid::now_v7();
+            let terms = TransferTerms {
+                transfer_id: id,
+                source_wallet_id: source,
+                destination_wallet_id: destination,
+                amount: Money::from_minor(minor),
+                currency: Currency::egp(),
+                reference: "T".into(),
+                description: None,
+                initiated_by: "alice".into(),
+            };
+            let ctx = CommandContext::new("alice", "c");
+            self.commands.execute(&ctx, async move |uow| uow.handle::<Transfer>(id, &TransferCommand::Initiate(terms.clone())).await).await.unwrap();
+            StepInput { transfer_id: id, correlation_id: None }
+        }
+
+        /// Runs the real ASL definition through the local runner.
+        async fn saga(&self, input: &StepInput) -> serde_json::Value {
+            let machine = Arc::new(local_state_machine().unwrap());
+            let runner = asl::Runner::new(machine, Arc::new(LocalSteps(self.steps.clone())), Arc::new(MemoryExecutionStore::default()), Arc::new(SystemClock));
+            let name = input.transfer_id.to_string();
+            assert!(runner.start(&name, serde_json::to_value(input).unwrap()).await.unwrap());
+            let done = runner.run(&name).await.unwrap();
+            assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+            done.input
+        }
+    }
+
+    #[tokio::test]
+    async fn the_saga_moves_the_money_and_completes() {
+        let f = Fixture::new();
+        let (a, b) = (f.wallet(10_000, true).await, f.wallet(0, true).await);
+        let input = f.transfer(a, b, 2_550).await;
+        let output = f.saga(&input).await;
+        assert_eq!(output["credit"]["status"], "COMPLETED");
+        assert_eq!((f.balance(a).await, f.balance(b).await), (7_450, 2_550));
+    }
+
+    #[tokio::test]
+    async fn a_refused_credit_is_refunded_and_the_transfer_fails_with_its_reason() {
+        let f = Fixture::new();
+        let (a, pending) = (f.wallet(10_000, true).await, f.wallet(0, false).await);
+        let output = f.saga(&f.transfer(a, pending, 2_550).await).await;
+        assert_eq!(output["compensation"], serde_json::json!({"accepted": false, "status": "FAILED", "reason": "WALLET_NOT_ACTIVE"}));
+        assert_eq!((f.balance(a).await, f.balance(pending).await), (10_000, 0));
+    }
+
+    #[tokio::test]
+    async fn a_refused_debit_fails_the_transfer_and_moves_nothing() {
+        let f = Fixture::new();
+        let (a, b) = (f.wallet(100, true).await, f.wallet(0, true).await);
+        let output = f.saga(&f.transfer(a, b, 101).await).await;
+        assert_eq!(output["debit"]["reason"], "INSUFFICIENT_FUNDS");
+        assert!(output.get("credit").is_none() && output.get("compensation").is_none());
+        assert_eq!((f.balance(a).await, f.balance(b).await), (100, 0));
+    }
+
+    #[tokio::test]
+    async fn every_step_can_run_again_without_moving_money_twice() {
+        let f = Fixture::new();
+        let (a, b) = (f.wallet(10_000, true).await, f.wallet(0, true).await);
+        let input = f.transfer(a, b, 1_000).await;
+        for _ in 0..3 {
+            assert!(f.steps.debit_source(&input).await.unwrap().accepted);
+        }
+        assert_eq!(f.balance(a).await, 9_000);
+        for _ in 0..3 {
+            assert_eq!(f.steps.credit_destination(&input).await.unwrap().status, "COMPLETED");
+        }
+        // A late compensation (e.g. a Catch after an ambiguous timeout) leaves a completed transfer alone.
+        assert_eq!(f.steps.compensate(&input).await.unwrap().status, "COMPLETED");
+        assert_eq!((f.balance(a).await, f.balance(b).await), (9_000, 1_000));
+    }
+
+    #[tokio::test]
+    async fn compensation_refunds_even_a_source_suspended_meanwhile() {
+        let f = Fixture::new();
+        let (a, b) = (f.wallet(10_000, true).await, f.wallet(0, true).await);
+        let input = f.transfer(a, b, 1_000).await;
+        f.steps.debit_source(&input).await.unwrap();
+        f.run(WalletCommand::Suspend { reason: "review".into() }, a).await;
+        // The credit step never got through (it kept failing): compensate from SourceDebited.
+        let outcome = f.steps.compensate(&input).await.unwrap();
+        assert_eq!((outcome.status.as_str(), outcome.reason.as_deref()), ("FAILED", Some("INTERNAL")));
+        assert_eq!(f.balance(a).await, 10_000);
+        assert_eq!(f.steps.compensate(&input).await.unwrap().status, "FAILED", "and only once");
+        assert_eq!(f.balance(a).await, 10_000);
+    }
+
+    #[tokio::test]
+    async fn a_step_for_an_unknown_transfer_is_an_error_for_the_state_machine() {
+        let f = Fixture::new();
+        let err = f.steps.debit_source(&StepInput { transfer_id: Uuid::now_v7(), correlation_id: None }).await.unwrap_err();
+        assert_eq!(err.error_name, "TransferNotFound");
+    }
 }

@@ -4,6 +4,7 @@
 //! projections and the transfer saga — wiring the same handlers the Lambda
 //! functions use to an embedded store. `healthpay token` mints development JWTs.
 
+mod dynamodb_stream;
 mod gateway;
 mod metrics;
 mod secret;

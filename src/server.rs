@@ -1,6 +1,7 @@
 //! `healthpay serve`: every route, the projections and the transfer saga in one
 //! process, on the embedded store (SQLite, or memory with `--in-memory`).
 
+use crate::dynamodb_stream::StreamFeed;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::secret;
@@ -12,7 +13,7 @@ use clap::Args;
 use shared::clock::{Clock, SystemClock};
 use shared::command::CommandService;
 use shared::memory::{MemoryEventStore, MemoryExecutionStore, MemoryReadStore};
-use shared::ports::{EventFeed, EventStore, ExecutionStore, ReadStore};
+use shared::ports::{Checkpoints, EventFeed, EventStore, ExecutionStore, ReadStore};
 use shared::projection::feed::{FeedRunner, Projections};
 use shared::saga::asl::Runner;
 use shared::saga::transfer::{self as transfer_saga, LocalSteps, SagaStarter, TransferSteps};
@@ -36,45 +37,132 @@ pub struct ServeArgs {
     /// Where the embedded store and the generated JWT secret live.
     #[arg(long, default_value = DEFAULT_DATA_DIR, env = "HEALTHPAY_DATA_DIR")]
     pub data_dir: PathBuf,
-    /// Keep events and read models in memory only (lost on exit).
+    /// Where events and read models live: `sqlite` (in --data-dir), `memory` (lost
+    /// on exit) or `dynamodb` (tables named --table-prefix, created if missing,
+    /// projections fed from the events table's DynamoDB Stream).
+    #[arg(long, value_enum, default_value_t = Backend::Sqlite, env = "HEALTHPAY_BACKEND")]
+    pub backend: Backend,
+    /// Same as `--backend memory`.
     #[arg(long)]
     pub in_memory: bool,
+    /// The DynamoDB endpoint for `--backend dynamodb` (LocalStack: http://127.0.0.1:4566);
+    /// without it the AWS SDK's usual configuration applies.
+    #[arg(long, env = "HEALTHPAY_DYNAMODB_ENDPOINT")]
+    pub endpoint_url: Option<String>,
+    /// Table names for `--backend dynamodb`: <prefix>-events, <prefix>-idempotency, <prefix>-read.
+    #[arg(long, default_value = "healthpay", env = "HEALTHPAY_TABLE_PREFIX")]
+    pub table_prefix: String,
 }
 
-/// The embedded backend's ports.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Memory,
+    Dynamodb,
+}
+
+/// The backend's ports.
 struct Stores {
     events: Arc<dyn EventStore>,
     feed: Arc<dyn EventFeed>,
     read: Arc<dyn ReadStore>,
+    /// Where feed consumers keep their positions in the feed.
+    checkpoints: Arc<dyn Checkpoints>,
     executions: Arc<dyn ExecutionStore>,
     kind: &'static str,
 }
 
-fn open_stores(args: &ServeArgs) -> Result<Stores, String> {
-    if args.in_memory {
-        let events = Arc::new(MemoryEventStore::default());
-        return Ok(Stores {
-            events: events.clone(),
-            feed: events,
-            read: Arc::new(MemoryReadStore::default()),
-            executions: Arc::new(MemoryExecutionStore::default()),
-            kind: "memory",
-        });
+async fn open_stores(args: &ServeArgs, stopping: watch::Receiver<bool>) -> Result<Stores, String> {
+    match if args.in_memory { Backend::Memory } else { args.backend } {
+        Backend::Memory => {
+            let events = Arc::new(MemoryEventStore::default());
+            let read = Arc::new(MemoryReadStore::default());
+            Ok(Stores {
+                events: events.clone(),
+                feed: events,
+                read: read.clone(),
+                checkpoints: read,
+                executions: Arc::new(MemoryExecutionStore::default()),
+                kind: "memory",
+            })
+        }
+        Backend::Sqlite => {
+            let backend =
+                store_sqlite::SqliteBackend::open(&args.data_dir).map_err(|e| format!("cannot open the store in {}: {e}", args.data_dir.display()))?;
+            Ok(Stores {
+                events: backend.events.clone(),
+                feed: backend.events,
+                read: backend.read.clone(),
+                checkpoints: backend.read,
+                executions: backend.executions,
+                kind: "sqlite",
+            })
+        }
+        Backend::Dynamodb => open_dynamodb(args, stopping).await,
     }
-    let backend = store_sqlite::SqliteBackend::open(&args.data_dir).map_err(|e| format!("cannot open the store in {}: {e}", args.data_dir.display()))?;
-    Ok(Stores { events: backend.events.clone(), feed: backend.events, read: backend.read, executions: backend.executions, kind: "sqlite" })
+}
+
+/// Tables named after `--table-prefix` (created if missing); the feed reads the
+/// events table's stream.
+async fn open_dynamodb(args: &ServeArgs, stopping: watch::Receiver<bool>) -> Result<Stores, String> {
+    let endpoint = args.endpoint_url.as_deref();
+    let client = store_dynamodb::client_from_env(endpoint).await;
+    let tables = store_dynamodb::TableNames::prefixed(&args.table_prefix);
+    let stream_arn = match client.describe_table().table_name(&tables.events).send().await {
+        Ok(table) => table.table.and_then(|t| t.latest_stream_arn),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
+            tracing::info!(prefix = %args.table_prefix, "creating the DynamoDB tables");
+            store_dynamodb::create_tables(&client, &tables).await.map_err(|e| e.to_string())?;
+            client
+                .describe_table()
+                .table_name(&tables.events)
+                .send()
+                .await
+                .map_err(|e| aws_sdk_dynamodbstreams::error::DisplayErrorContext(e).to_string())?
+                .table
+                .and_then(|t| t.latest_stream_arn)
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot reach DynamoDB at {}: {}",
+                endpoint.unwrap_or("the SDK's default endpoint"),
+                aws_sdk_dynamodbstreams::error::DisplayErrorContext(e)
+            ))
+        }
+    }
+    .ok_or_else(|| format!("table {} has no stream; enable NEW_IMAGE streams on it", tables.events))?;
+    let region = aws_config::meta::region::RegionProviderChain::default_provider().or_else(store_dynamodb::DEFAULT_REGION);
+    let mut config = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(region);
+    if let Some(endpoint) = endpoint {
+        config = config.endpoint_url(endpoint);
+    }
+    let feed = Arc::new(StreamFeed::new(aws_sdk_dynamodbstreams::Client::new(&config.load().await), stream_arn));
+    tokio::spawn({
+        let feed = feed.clone();
+        async move { feed.poll(stopping).await }
+    });
+    let backend = store_dynamodb::DynamoBackend::new(client, &tables);
+    // Feed positions are this process's own (see dynamodb_stream), so are checkpoints.
+    Ok(Stores {
+        events: backend.events,
+        feed,
+        read: backend.read.clone(),
+        checkpoints: Arc::new(MemoryReadStore::default()),
+        executions: backend.read,
+        kind: "dynamodb",
+    })
 }
 
 pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let secret = secret::load_or_create(&args.data_dir).map_err(|e| format!("JWT secret: {e}"))?;
-    let stores = open_stores(&args)?;
+    let (stop, stopping) = watch::channel(false);
+    let stores = open_stores(&args, stopping.clone()).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let commands = Arc::new(CommandService::new(stores.events.clone(), clock.clone()));
     let metrics = Arc::new(Metrics::new());
-    let (stop, stopping) = watch::channel(false);
 
     // The read side: projections and the saga starter follow the event feed.
-    let projections = FeedRunner::new(stores.feed.clone(), stores.read.clone(), Arc::new(Projections { store: stores.read.clone() })).observe({
+    let projections = FeedRunner::new(stores.feed.clone(), stores.checkpoints.clone(), Arc::new(Projections { store: stores.read.clone() })).observe({
         let metrics = metrics.clone();
         let clock = clock.clone();
         Arc::new(move |event| metrics.projected((clock.now() - event.occurred_at).num_microseconds().unwrap_or(0) as f64 / 1e6))
@@ -82,7 +170,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let machine = Arc::new(transfer_saga::local_state_machine().map_err(|e| format!("transfer state machine: {e}"))?);
     let steps = Arc::new(TransferSteps::new(commands.clone()));
     let runner = Arc::new(Runner::new(machine, Arc::new(LocalSteps(steps)), stores.executions.clone(), clock.clone()));
-    let starter = FeedRunner::new(stores.feed.clone(), stores.read.clone(), Arc::new(SagaStarter { runner: runner.clone() }));
+    let starter = FeedRunner::new(stores.feed.clone(), stores.checkpoints.clone(), Arc::new(SagaStarter { runner: runner.clone() }));
     let projection_position = projections.position.clone();
     metrics
         .watch_feed(stores.feed.head(), vec![("projections".into(), projections.position.clone()), ("transfer-saga-starter".into(), starter.position.clone())]);
@@ -186,7 +274,7 @@ struct Health {
 impl HealthCheck for Health {
     async fn components(&self) -> Vec<(String, bool, serde_json::Value)> {
         let events = self.events.load("health#probe", 0).await;
-        let read = self.read.checkpoint("projections").await;
+        let read = self.read.transfer(uuid::Uuid::nil()).await;
         let head = *self.feed.head().borrow();
         let position = self.projection_position.load(std::sync::atomic::Ordering::Relaxed);
         vec![

@@ -17,6 +17,10 @@ pub struct EventEnvelope {
     pub event_type: String,
     pub schema_version: u32,
     pub occurred_at: DateTime<Utc>,
+    /// The event's fields. An event without fields is stored without `data`: some
+    /// DynamoDB stream implementations (DynamoDB Local, hence LocalStack) emit an
+    /// empty map attribute with no type, which no reader can decode.
+    #[serde(default = "empty_object", skip_serializing_if = "is_empty_object")]
     pub data: serde_json::Value,
     pub metadata: EventMetadata,
 }
@@ -44,6 +48,14 @@ impl EventEnvelope {
     pub fn decode<E: DeserializeOwned>(&self) -> Result<E, serde_json::Error> {
         decode_event(&self.event_type, &self.data)
     }
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+fn is_empty_object(value: &serde_json::Value) -> bool {
+    value.as_object().is_some_and(|o| o.is_empty())
 }
 
 pub fn stream_id(aggregate_type: &str, id: Uuid) -> String {

@@ -12,7 +12,7 @@ pub mod wallet;
 
 use crate::aggregate::Aggregate;
 use crate::envelope::EventEnvelope;
-use crate::ports::{ReadStore, StoreError};
+use crate::ports::{EventStore, ReadStore, StoreError};
 use crate::transfer::Transfer;
 use crate::wallet::Wallet;
 
@@ -41,6 +41,27 @@ pub async fn project(store: &dyn ReadStore, envelope: &EventEnvelope) -> Result<
         Wallet::TYPE => wallet::project(store, envelope).await,
         Transfer::TYPE => transfer::project(store, envelope).await,
         _ => Ok(Projected::Ignored),
+    }
+}
+
+/// Like [`project`], for deliveries that may arrive out of order (a bus whose
+/// producer retried a partly failed batch). A gap is never papered over: the
+/// missing events are read from the event store — the source of truth — and
+/// applied in order, up to and including this one.
+pub async fn project_with_catch_up(read: &dyn ReadStore, events: &dyn EventStore, envelope: &EventEnvelope) -> Result<Projected, ProjectionError> {
+    match project(read, envelope).await {
+        Err(ProjectionError::Gap { stream_id, have, got }) => {
+            let missing = events.load(&stream_id, have).await?;
+            if missing.last().is_none_or(|last| last.version < got) {
+                // The store has not got the event we were given: never skip ahead of it.
+                return Err(ProjectionError::Gap { stream_id, have, got });
+            }
+            for event in missing.iter().take_while(|e| e.version <= got) {
+                project(read, event).await?;
+            }
+            Ok(Projected::Applied)
+        }
+        other => other,
     }
 }
 

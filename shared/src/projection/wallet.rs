@@ -99,7 +99,7 @@ mod tests {
     use crate::command::{CommandContext, CommandService};
     use crate::memory::{MemoryEventStore, MemoryReadStore};
     use crate::money::{Currency, Money};
-    use crate::ports::{EventFeed, TransactionHistory, WalletViews};
+    use crate::ports::{EventFeed, EventStore, TransactionHistory, WalletViews};
     use crate::wallet::*;
     use std::sync::Arc;
     use uuid::Uuid;
@@ -178,6 +178,27 @@ mod tests {
         }
         assert_eq!(read.wallet(id).await.unwrap(), before);
         assert_eq!(read.transactions(id, 10, None).await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_out_of_order_delivery_catches_up_from_the_event_store() {
+        let (id, events) = events_of_a_busy_wallet().await;
+        let store = MemoryEventStore::default();
+        store
+            .append(crate::ports::Commit {
+                streams: vec![crate::ports::StreamAppend { stream_id: events[0].stream_id(), expected_version: 0, events: events.clone() }],
+                idempotency: None,
+            })
+            .await
+            .unwrap();
+        let read = MemoryReadStore::default();
+        project(&read, &events[0]).await.unwrap();
+        // v4 arrives before v2 and v3: they are read from the store and applied first.
+        assert_eq!(super::super::project_with_catch_up(&read, &store, &events[3]).await.unwrap(), Projected::Applied);
+        assert_eq!(read.wallet(id).await.unwrap().unwrap().version, 4);
+        assert_eq!(read.transactions(id, 10, None).await.unwrap().len(), 2);
+        // The late v2 and v3 are then duplicates.
+        assert_eq!(super::super::project_with_catch_up(&read, &store, &events[1]).await.unwrap(), Projected::Duplicate);
     }
 
     #[tokio::test]

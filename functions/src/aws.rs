@@ -1,0 +1,149 @@
+//! The AWS adapters and per-container wiring: configuration comes from the
+//! environment `template.yaml` sets, clients are built once per container.
+
+use crate::publisher::{BusRecord, EventBus};
+use crate::saga_starter::WorkflowStarter;
+use api::auth::TokenVerifier;
+use api::{App, HealthCheck};
+use async_trait::async_trait;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use shared::clock::SystemClock;
+use shared::command::CommandService;
+use shared::ports::{Checkpoints, EventStore};
+use shared::saga::transfer::TransferSteps;
+use std::sync::Arc;
+use store_dynamodb::{DynamoBackend, TableNames};
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn env(name: &str) -> Result<String, Error> {
+    std::env::var(name).map_err(|_| format!("{name} is not set (template.yaml sets it)").into())
+}
+
+/// The DynamoDB tables of this deployment.
+pub async fn backend() -> Result<DynamoBackend, Error> {
+    let tables = TableNames { events: env("EVENTS_TABLE")?, idempotency: env("IDEMPOTENCY_TABLE")?, read: env("READ_TABLE")? };
+    Ok(DynamoBackend::new(store_dynamodb::client_from_env(None).await, &tables))
+}
+
+/// The command service over DynamoDB. It lives as long as the container, so its
+/// warm-aggregate cache saves the load of an aggregate this container already has.
+pub fn commands(backend: &DynamoBackend) -> Arc<CommandService> {
+    Arc::new(CommandService::new(backend.events.clone(), Arc::new(SystemClock)))
+}
+
+/// Serves one API route, as a `lambda_http` function.
+pub async fn serve_route(route: api::Route) -> Result<(), Error> {
+    crate::init_tracing();
+    let backend = backend().await?;
+    let app = Arc::new(App {
+        commands: commands(&backend),
+        read: backend.read.clone(),
+        metrics: Arc::new(api::NoMetrics),
+        health: Arc::new(DynamoHealth { events: backend.events.clone(), read: backend.read.clone() }),
+    });
+    lambda_http::run(lambda_http::service_fn(move |request| {
+        let app = app.clone();
+        async move { Ok::<_, std::convert::Infallible>(api::handle(&app, route, request).await) }
+    }))
+    .await
+}
+
+/// Serves one transfer-saga step, as a `lambda_runtime` function.
+pub async fn serve_step(function: &'static str) -> Result<(), Error> {
+    crate::init_tracing();
+    let steps = Arc::new(TransferSteps::new(commands(&backend().await?)));
+    lambda_runtime::run(lambda_runtime::service_fn(move |event| {
+        let steps = steps.clone();
+        async move { crate::steps::run_step(&steps, function, event).await }
+    }))
+    .await
+}
+
+pub fn token_verifier() -> Result<TokenVerifier, Error> {
+    let secret = env("JWT_SECRET")?;
+    if secret.len() < 16 {
+        return Err("JWT_SECRET must be at least 16 characters".into());
+    }
+    Ok(TokenVerifier::new(secret.as_bytes()))
+}
+
+/// The Kinesis event bus.
+pub struct KinesisBus {
+    pub client: aws_sdk_kinesis::Client,
+    pub stream: String,
+}
+
+impl KinesisBus {
+    pub async fn from_env() -> Result<Self, Error> {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Ok(KinesisBus { client: aws_sdk_kinesis::Client::new(&config), stream: env("EVENT_BUS_STREAM")? })
+    }
+}
+
+#[async_trait]
+impl EventBus for KinesisBus {
+    async fn put(&self, records: Vec<BusRecord>) -> Result<Option<usize>, String> {
+        if records.is_empty() {
+            return Ok(None);
+        }
+        let entries = records
+            .into_iter()
+            .map(|r| PutRecordsRequestEntry::builder().partition_key(r.partition_key).data(Blob::new(r.data)).build().map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        // PutRecords takes up to 500 records; a stream batch is at most 100.
+        let output = self
+            .client
+            .put_records()
+            .stream_name(&self.stream)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .map_err(|e| aws_sdk_kinesis::error::DisplayErrorContext(e).to_string())?;
+        Ok(output.records().iter().position(|r| r.error_code().is_some()))
+    }
+}
+
+/// Step Functions, starting executions by name.
+pub struct StepFunctions {
+    pub client: aws_sdk_sfn::Client,
+    pub state_machine_arn: String,
+}
+
+impl StepFunctions {
+    pub async fn from_env() -> Result<Self, Error> {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Ok(StepFunctions { client: aws_sdk_sfn::Client::new(&config), state_machine_arn: env("TRANSFER_STATE_MACHINE_ARN")? })
+    }
+}
+
+#[async_trait]
+impl WorkflowStarter for StepFunctions {
+    async fn start(&self, name: &str, input: &serde_json::Value) -> Result<(), String> {
+        let result = self.client.start_execution().state_machine_arn(&self.state_machine_arn).name(name).input(input.to_string()).send().await;
+        match result {
+            Ok(_) => Ok(()),
+            // Same name, same input: this saga runs already (a redelivery).
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_execution_already_exists()) => Ok(()),
+            Err(e) => Err(aws_sdk_sfn::error::DisplayErrorContext(e).to_string()),
+        }
+    }
+}
+
+struct DynamoHealth {
+    events: Arc<store_dynamodb::DynamoEventStore>,
+    read: Arc<store_dynamodb::DynamoReadStore>,
+}
+
+#[async_trait]
+impl HealthCheck for DynamoHealth {
+    async fn components(&self) -> Vec<(String, bool, serde_json::Value)> {
+        let events = self.events.load("health#probe", 0).await;
+        let read = self.read.checkpoint("health-probe").await;
+        vec![
+            ("eventStore".into(), events.is_ok(), serde_json::json!({"backend": "dynamodb", "error": events.err().map(|e| e.to_string())})),
+            ("readStore".into(), read.is_ok(), serde_json::json!({"backend": "dynamodb", "error": read.err().map(|e| e.to_string())})),
+        ]
+    }
+}

@@ -1,0 +1,15 @@
+//! The Kinesis event bus → read models (wallet views, history, transfers).
+
+use functions::aws::Error;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    functions::init_tracing();
+    let backend = Arc::new(functions::aws::backend().await?);
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<aws_lambda_events::kinesis::KinesisEvent>| {
+        let backend = backend.clone();
+        async move { Ok::<_, Error>(functions::projector::project_batch(backend.read.as_ref(), backend.events.as_ref(), event.payload).await) }
+    }))
+    .await
+}

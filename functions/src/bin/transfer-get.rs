@@ -1,0 +1,6 @@
+//! `GET /api/v2/transfers/{transferId}`, behind API Gateway (REST, Lambda proxy integration).
+
+#[tokio::main]
+async fn main() -> Result<(), functions::aws::Error> {
+    functions::aws::serve_route(api::Route::GetTransfer).await
+}

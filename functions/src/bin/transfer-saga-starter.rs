@@ -1,0 +1,15 @@
+//! The Kinesis event bus → one transfer-saga execution per `TransferInitiated`.
+
+use functions::aws::{Error, StepFunctions};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    functions::init_tracing();
+    let starter = Arc::new(StepFunctions::from_env().await?);
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<aws_lambda_events::kinesis::KinesisEvent>| {
+        let starter = starter.clone();
+        async move { Ok::<_, Error>(functions::saga_starter::start_sagas(starter.as_ref(), event.payload).await) }
+    }))
+    .await
+}

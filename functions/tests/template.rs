@@ -1,0 +1,67 @@
+//! `template.yaml` deploys exactly the functions this crate builds, and serves every
+//! route of the API at its contract path and method.
+
+fn template() -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml")).unwrap()
+}
+
+fn binaries() -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin");
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".rs").to_string()).collect();
+    names.sort();
+    names
+}
+
+/// The template's top-level entries: each starts on a line indented by two spaces.
+fn blocks(template: &str) -> Vec<String> {
+    let mut blocks: Vec<String> = vec![];
+    for line in template.lines() {
+        let starts_entry = line.starts_with("  ") && line.chars().nth(2).is_some_and(|c| c.is_ascii_alphabetic());
+        match blocks.last_mut() {
+            Some(block) if !starts_entry => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            _ => blocks.push(format!("{line}\n")),
+        }
+    }
+    blocks
+}
+
+/// The resource that builds `binary`.
+fn function_block(template: &str, binary: &str) -> String {
+    let needle = format!("        Binary: {binary}\n");
+    blocks(template).into_iter().find(|b| b.contains(&needle)).unwrap_or_else(|| panic!("template.yaml builds no function from binary {binary}"))
+}
+
+#[test]
+fn every_binary_is_a_function_and_every_function_a_binary() {
+    let template = template();
+    let built: Vec<String> = template.lines().filter_map(|l| l.strip_prefix("        Binary: ")).map(str::to_string).collect();
+    let mut sorted = built.clone();
+    sorted.sort();
+    assert_eq!(sorted, binaries());
+    assert_eq!(template.matches("BuildMethod: rust-cargolambda").count(), built.len());
+}
+
+#[test]
+fn every_route_is_served_by_its_function_at_its_path() {
+    let template = template();
+    for route in api::Route::ALL {
+        let binary = route.name().replace('.', "-");
+        let block = function_block(&template, &binary);
+        assert!(block.contains(&format!("            Path: {}\n", route.path())), "{binary} is not at {}:\n{block}", route.path());
+        assert!(block.contains(&format!("            Method: {}\n", route.method().to_lowercase())), "{binary} method:\n{block}");
+        assert_eq!(block.contains("Authorizer: NONE"), !route.needs_caller(), "{binary}: only the health check skips the authorizer");
+    }
+}
+
+#[test]
+fn the_state_machine_substitutes_every_step_function() {
+    let template = template();
+    for (key, binary) in shared::saga::transfer::STEPS {
+        let logical = function_block(&template, binary).trim_start().split(':').next().unwrap().to_string();
+        assert!(template.contains(&format!("        {key}: !GetAtt {logical}.Arn")), "{key} must name {logical}");
+    }
+}

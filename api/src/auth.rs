@@ -61,6 +61,22 @@ impl Caller {
     }
 }
 
+/// Whether API Gateway (or a stand-in) attached an authorizer context.
+pub fn has_caller(request: &lambda_http::Request) -> bool {
+    Caller::from_request(request).is_ok()
+}
+
+/// Attaches `caller` as the authorizer context, as API Gateway does after its
+/// authorizer allowed the request.
+pub fn with_caller(request: lambda_http::Request, caller: &Caller) -> lambda_http::Request {
+    let mut context = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => context.clone(),
+        _ => Default::default(),
+    };
+    context.authorizer.fields = caller.context_fields();
+    request.with_request_context(RequestContext::ApiGatewayV1(context))
+}
+
 pub fn split_roles(list: &str) -> Vec<String> {
     list.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_string).collect()
 }

@@ -34,8 +34,14 @@ pub fn commands(backend: &DynamoBackend) -> Arc<CommandService> {
 }
 
 /// Serves one API route, as a `lambda_http` function.
+///
+/// On AWS the REST API's authorizer attaches the caller. Where no authorizer runs
+/// (LocalStack's free edition ignores Lambda authorizers) the deployment gives the
+/// function `JWT_SECRET`, and a request without an authorizer context has its bearer
+/// token verified here, exactly as the authorizer would.
 pub async fn serve_route(route: api::Route) -> Result<(), Error> {
     crate::init_tracing();
+    let stand_in_authorizer = std::env::var("JWT_SECRET").is_ok().then(token_verifier).transpose()?.map(Arc::new);
     let backend = backend().await?;
     let app = Arc::new(App {
         commands: commands(&backend),
@@ -43,9 +49,22 @@ pub async fn serve_route(route: api::Route) -> Result<(), Error> {
         metrics: Arc::new(api::NoMetrics),
         health: Arc::new(DynamoHealth { events: backend.events.clone(), read: backend.read.clone() }),
     });
-    lambda_http::run(lambda_http::service_fn(move |request| {
+    lambda_http::run(lambda_http::service_fn(move |request: lambda_http::Request| {
         let app = app.clone();
-        async move { Ok::<_, std::convert::Infallible>(api::handle(&app, route, request).await) }
+        let verifier = stand_in_authorizer.clone();
+        async move {
+            let response = match verifier {
+                Some(verifier) if route.needs_caller() && !api::auth::has_caller(&request) => {
+                    let header = request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+                    match verifier.verify_header(header.as_deref()) {
+                        Ok(caller) => api::handle(&app, route, api::auth::with_caller(request, &caller)).await,
+                        Err(refusal) => api::reject(&app, route, request, refusal),
+                    }
+                }
+                _ => api::handle(&app, route, request).await,
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        }
     }))
     .await
 }

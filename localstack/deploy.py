@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Deploy template.yaml to the LocalStack started by start.sh.
+
+    localstack/.state/venv/bin/python localstack/deploy.py [--release] [--stack healthpay]
+
+1. Builds every Lambda function of the `functions` crate for this host
+   (`cargo build -p functions --bins`; debug by default, which reuses the test
+   build) and lays each binary out as `<state>/functions/<name>/bootstrap`.
+2. Rewrites the template for LocalStack, and only where it must:
+   - each function's `CodeUri: ./functions` becomes LocalStack's hot-reload code
+     location (`Bucket: hot-reload`, `Key: <that folder>`), which the project's
+     Lambda executor runs as a host process;
+   - `Architectures` becomes this host's (the functions are built for it);
+   - the state machine's `DefinitionUri` (a local file) becomes an inline
+     `Definition`; its `DefinitionSubstitutions` stay as they are.
+3. Creates (or updates) the CloudFormation stack with the SAM transform, waits for
+   it, and writes its outputs to `<state>/stack-outputs.json`.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / "localstack" / ".state"
+ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+
+
+def log(message):
+    print(f"deploy: {message}", flush=True)
+
+
+def build(release):
+    profile = "release" if release else "debug"
+    command = ["cargo", "build", "-p", "functions", "--bins"] + (["--release"] if release else [])
+    log(" ".join(command))
+    subprocess.run(command, cwd=ROOT, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / profile
+    binaries = re.findall(r'^        Binary: (\S+)$', (ROOT / "template.yaml").read_text(), re.M)
+    folders = {}
+    for binary in binaries:
+        folder = STATE / "functions" / binary
+        folder.mkdir(parents=True, exist_ok=True)
+        # A copy, not a link: a later `cargo build` must not swap code under a running function.
+        tmp = folder / "bootstrap.new"
+        shutil.copy2(target / binary, tmp)
+        tmp.replace(folder / "bootstrap")
+        folders[binary] = folder
+    log(f"{len(folders)} functions built ({profile})")
+    return folders
+
+
+def localstack_template(folders):
+    text = (ROOT / "template.yaml").read_text()
+    host_arch = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
+    text = text.replace("Architectures: [arm64]", f"Architectures: [{host_arch}]")
+    # LocalStack's free edition does not run Lambda authorizers: the route functions
+    # verify bearer tokens themselves when given the secret (functions/src/aws.rs).
+    globals_env = "        RUST_LOG: !Ref LogLevel\n"
+    if globals_env not in text:
+        sys.exit("deploy: template.yaml's Globals environment changed shape")
+    text = text.replace(globals_env, globals_env + "        JWT_SECRET: !Ref JwtSecret\n", 1)
+
+    # Each function block names its binary before its CodeUri.
+    def code_location(match):
+        binary = match.group(1)
+        return match.group(0).replace(
+            "      CodeUri: ./functions\n",
+            f"      CodeUri:\n        Bucket: hot-reload\n        Key: {folders[binary]}\n",
+        )
+
+    text, count = re.subn(r"        Binary: (\S+)\n(?:.*\n)*?      CodeUri: \./functions\n", code_location, text)
+    if count != len(folders):
+        sys.exit(f"deploy: rewrote {count} code locations for {len(folders)} functions; template.yaml changed shape?")
+
+    def inline_definition(match):
+        definition = json.loads((ROOT / match.group(1)).read_text())
+        return f"      Definition: {json.dumps(definition)}\n"
+
+    text, count = re.subn(r"      DefinitionUri: (\S+)\n", inline_definition, text)
+    if count == 0:
+        sys.exit("deploy: no state machine DefinitionUri found in template.yaml")
+    return text
+
+
+def jwt_secret():
+    secret = os.environ.get("HEALTHPAY_JWT_SECRET")
+    if secret:
+        return secret
+    path = STATE / "jwt-secret"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def deploy(stack, template, secret):
+    config = Config(retries={"max_attempts": 10, "mode": "standard"})
+    cfn = boto3.client("cloudformation", endpoint_url=ENDPOINT, config=config)
+    parameters = [{"ParameterKey": "JwtSecret", "ParameterValue": secret}]
+    capabilities = ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
+    exists = any(s["StackName"] == stack and s["StackStatus"] != "DELETE_COMPLETE" for s in cfn.list_stacks()["StackSummaries"])
+    started = time.time()
+    if exists:
+        log(f"updating stack {stack}")
+        try:
+            cfn.update_stack(StackName=stack, TemplateBody=template, Parameters=parameters, Capabilities=capabilities)
+        except cfn.exceptions.ClientError as e:
+            if "No updates are to be performed" not in str(e):
+                raise
+    else:
+        log(f"creating stack {stack}")
+        cfn.create_stack(StackName=stack, TemplateBody=template, Parameters=parameters, Capabilities=capabilities)
+    while True:
+        status = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+        if not status["StackStatus"].endswith("_IN_PROGRESS"):
+            break
+        if time.time() - started > 600:
+            sys.exit(f"deploy: stack {stack} still {status['StackStatus']} after 10 minutes")
+        time.sleep(1)
+    if status["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+        events = cfn.describe_stack_events(StackName=stack)["StackEvents"]
+        failed = [f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason', '')}" for e in events if e["ResourceStatus"].endswith("FAILED")]
+        sys.exit(f"deploy: stack {stack} is {status['StackStatus']}:\n  " + "\n  ".join(failed[:20]))
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in status.get("Outputs", [])}
+    log(f"stack {stack} {status['StackStatus']} in {time.time() - started:.1f}s")
+    return outputs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack", default="healthpay")
+    parser.add_argument("--release", action="store_true", help="build the functions with the release profile")
+    args = parser.parse_args()
+    STATE.mkdir(parents=True, exist_ok=True)
+    folders = build(args.release)
+    template = localstack_template(folders)
+    (STATE / "template.localstack.yaml").write_text(template)
+    secret = jwt_secret()
+    outputs = deploy(args.stack, template, secret)
+    outputs["StackName"] = args.stack
+    outputs["JwtSecret"] = secret
+    (STATE / "stack-outputs.json").write_text(json.dumps(outputs, indent=2))
+    for key, value in sorted(outputs.items()):
+        if key != "JwtSecret":
+            log(f"{key} = {value}")
+
+
+if __name__ == "__main__":
+    main()

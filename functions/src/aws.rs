@@ -1,6 +1,7 @@
 //! The AWS adapters and per-container wiring: configuration comes from the
 //! environment `template.yaml` sets, clients are built once per container.
 
+use crate::dead_letters::{DeadLetter, DeadLetters};
 use crate::publisher::{BusRecord, EventBus};
 use crate::saga_starter::WorkflowStarter;
 use api::auth::TokenVerifier;
@@ -147,6 +148,34 @@ impl WorkflowStarter for StepFunctions {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_execution_already_exists()) => Ok(()),
             Err(e) => Err(aws_sdk_sfn::error::DisplayErrorContext(e).to_string()),
         }
+    }
+}
+
+/// The dead-letter queue (SQS).
+pub struct SqsDeadLetters {
+    pub client: aws_sdk_sqs::Client,
+    pub queue_url: String,
+}
+
+impl SqsDeadLetters {
+    pub async fn from_env() -> Result<Self, Error> {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Ok(SqsDeadLetters { client: aws_sdk_sqs::Client::new(&config), queue_url: env("DEAD_LETTER_QUEUE_URL")? })
+    }
+}
+
+#[async_trait]
+impl DeadLetters for SqsDeadLetters {
+    async fn park(&self, letter: &DeadLetter) -> Result<(), String> {
+        let body = serde_json::to_string(letter).expect("dead letters serialise");
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+        Ok(())
     }
 }
 

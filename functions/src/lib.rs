@@ -5,6 +5,7 @@
 
 pub mod authorizer;
 pub mod aws;
+pub mod dead_letters;
 pub mod projector;
 pub mod publisher;
 pub mod saga_starter;

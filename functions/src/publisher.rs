@@ -28,9 +28,9 @@ pub fn envelope_from_image(image: &serde_dynamo::Item) -> Result<EventEnvelope, 
 /// Publishes a stream batch. Stored events are immutable, so only `INSERT`s carry
 /// news. On a failure the first unpublished record is reported, and the event
 /// source mapping redelivers from there (consumers are idempotent, so what went out
-/// twice does no harm); an image that is not an envelope is reported too, so that
-/// after the mapping's bounded retries it lands in the dead-letter queue instead of
-/// blocking the shard.
+/// twice does no harm). An image that is not an envelope is reported too: the store
+/// only ever writes envelopes, so one that is not is a fault worth stopping for,
+/// and after the mapping's bounded retries it lands in the dead-letter queue.
 pub async fn publish(bus: &dyn EventBus, event: Event) -> DynamoDbEventResponse {
     let mut records = Vec::new();
     let mut sequence_numbers = Vec::new();

@@ -14,15 +14,15 @@ pub trait WorkflowStarter: Send + Sync {
     async fn start(&self, name: &str, input: &serde_json::Value) -> Result<(), String>;
 }
 
-pub async fn start_sagas(starter: &dyn WorkflowStarter, batch: KinesisEvent) -> KinesisEventResponse {
+pub async fn start_sagas(starter: &dyn WorkflowStarter, dead_letters: &dyn crate::dead_letters::DeadLetters, batch: KinesisEvent) -> KinesisEventResponse {
     for record in &batch.records {
         let sequence_number = &record.kinesis.sequence_number;
         let envelope = match crate::projector::envelope(&record.kinesis.data) {
             Ok(envelope) => envelope,
-            Err(poison) => {
-                tracing::error!(%poison, %sequence_number, "reporting a record that is no envelope");
-                return crate::projector::failure(sequence_number);
-            }
+            Err(poison) => match crate::projector::park(dead_letters, "transfer-saga-starter", record, poison).await {
+                None => continue,
+                Some(retry) => return retry,
+            },
         };
         if !starts_saga(&envelope) {
             continue;
@@ -57,7 +57,8 @@ mod tests {
     async fn only_initiated_transfers_start_a_saga_named_after_the_transfer() {
         let recorder = Recorder::default();
         let batch: KinesisEvent = crate::sample("kinesis-transfer-initiated.json");
-        assert!(start_sagas(&recorder, batch.clone()).await.batch_item_failures.is_empty());
+        let parked = crate::projector::tests::Parked::default();
+        assert!(start_sagas(&recorder, &parked, batch.clone()).await.batch_item_failures.is_empty());
         let started = recorder.0.into_inner().unwrap();
         assert_eq!(started.len(), 1, "the wallet event in the batch starts nothing");
         let initiated = crate::projector::envelope(&batch.records[1].kinesis.data).unwrap();

@@ -7,9 +7,12 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     functions::init_tracing();
     let backend = Arc::new(functions::aws::backend().await?);
+    let dead_letters = Arc::new(functions::aws::SqsDeadLetters::from_env().await?);
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<aws_lambda_events::kinesis::KinesisEvent>| {
-        let backend = backend.clone();
-        async move { Ok::<_, Error>(functions::projector::project_batch(backend.read.as_ref(), backend.events.as_ref(), event.payload).await) }
+        let (backend, dead_letters) = (backend.clone(), dead_letters.clone());
+        async move {
+            Ok::<_, Error>(functions::projector::project_batch(backend.read.as_ref(), backend.events.as_ref(), dead_letters.as_ref(), event.payload).await)
+        }
     }))
     .await
 }

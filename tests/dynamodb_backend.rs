@@ -1,0 +1,46 @@
+//! `healthpay serve --backend dynamodb`: the all-in-one server on a DynamoDB
+//! endpoint, its projections and sagas fed from the events table's real stream.
+//! Needs an endpoint (`./test.sh` passes LocalStack's).
+
+mod support;
+
+use serde_json::json;
+use std::time::Duration;
+use support::{temp_dir, Server};
+
+fn server() -> Server {
+    let endpoint = std::env::var("HEALTHPAY_DYNAMODB_ENDPOINT").expect("needs DynamoDB: set HEALTHPAY_DYNAMODB_ENDPOINT (./test.sh does)");
+    let prefix = format!("e2e-{}", uuid::Uuid::now_v7().simple());
+    Server::start_in(temp_dir("dynamodb"), &["--backend", "dynamodb", "--endpoint-url", &endpoint, "--table-prefix", &prefix])
+}
+
+#[test]
+#[ignore = "needs DynamoDB: set HEALTHPAY_DYNAMODB_ENDPOINT and pass --ignored (./test.sh does)"]
+fn the_contract_holds_on_dynamodb_with_the_stream_feeding_the_read_side() {
+    let server = server();
+    let alice = server.token("alice", "");
+    let admin = server.token("ops", "admin");
+    let source = server.active_wallet(&alice, Some("1000"));
+    let destination = server.active_wallet(&alice, None);
+    assert_eq!(server.debit(&alice, &source, "250.25").expect(200)["balance"], json!(749.75));
+    let transfer = server.transfer(&alice, &source, &destination, "100").expect(202)["transferId"].as_str().unwrap().to_string();
+    let done = server.eventually(&alice, &format!("/api/v2/transfers/{transfer}"), Duration::from_secs(20), |t| t["status"] != "PENDING");
+    assert_eq!(done["status"], "COMPLETED");
+    assert_eq!(server.balance(&alice, &source, 5), 649.75);
+    assert_eq!(server.balance(&alice, &destination, 3), 100.0);
+
+    // Concurrent debits serialise on the conditional write: no overdraft, no 409.
+    let replies: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12).map(|_| scope.spawn(|| server.debit(&alice, &destination, "10"))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(replies.iter().filter(|r| r.status == 200).count(), 10);
+    replies.iter().filter(|r| r.status != 200).for_each(|r| r.expect_error(422, "INSUFFICIENT_FUNDS"));
+
+    // A refused credit is compensated.
+    server.post(&admin, &format!("/api/v2/commands/wallets/{destination}/suspend"), json!({"reason": "kyc"})).expect(200);
+    let failed = server.transfer(&alice, &source, &destination, "49.75").expect(202)["transferId"].as_str().unwrap().to_string();
+    let done = server.eventually(&alice, &format!("/api/v2/transfers/{failed}"), Duration::from_secs(20), |t| t["status"] != "PENDING");
+    assert_eq!((done["status"].as_str(), done["failureReason"].as_str()), (Some("FAILED"), Some("WALLET_NOT_ACTIVE")));
+    assert_eq!(server.balance(&alice, &source, 7), 649.75);
+}

@@ -6,13 +6,11 @@
 1. Builds every Lambda function of the `functions` crate for this host
    (`cargo build -p functions --bins`; debug by default, which reuses the test
    build) and lays each binary out as `<state>/functions/<name>/bootstrap`.
-2. Rewrites the template for LocalStack, and only where it must:
-   - each function's `CodeUri: ./functions` becomes LocalStack's hot-reload code
-     location (`Bucket: hot-reload`, `Key: <that folder>`), which the project's
-     Lambda executor runs as a host process;
-   - `Architectures` becomes this host's (the functions are built for it);
-   - the state machine's `DefinitionUri` (a local file) becomes an inline
-     `Definition`; its `DefinitionSubstitutions` stay as they are.
+2. Rewrites the template for LocalStack with support/localize_template.py (each
+   function's code becomes LocalStack's hot-reload folder, which the project's
+   Lambda executor runs as a host process; `Architectures` becomes this host's;
+   the state machine's definition is inlined), and gives the functions the JWT
+   secret (see `localstack_template`).
 3. Creates (or updates) the CloudFormation stack with the SAM transform, waits for
    it, and writes its outputs to `<state>/stack-outputs.json`.
 """
@@ -20,7 +18,6 @@
 import argparse
 import json
 import os
-import platform
 import re
 import secrets
 import shutil
@@ -30,7 +27,11 @@ import time
 from pathlib import Path
 
 import boto3
+import yaml
 from botocore.config import Config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
+import localize_template  # noqa: E402  (the same rewriting the Docker deploy hook uses)
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / "localstack" / ".state"
@@ -48,7 +49,6 @@ def build(release):
     subprocess.run(command, cwd=ROOT, check=True)
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / profile
     binaries = re.findall(r'^        Binary: (\S+)$', (ROOT / "template.yaml").read_text(), re.M)
-    folders = {}
     for binary in binaries:
         folder = STATE / "functions" / binary
         folder.mkdir(parents=True, exist_ok=True)
@@ -56,42 +56,20 @@ def build(release):
         tmp = folder / "bootstrap.new"
         shutil.copy2(target / binary, tmp)
         tmp.replace(folder / "bootstrap")
-        folders[binary] = folder
-    log(f"{len(folders)} functions built ({profile})")
-    return folders
+    log(f"{len(binaries)} functions built ({profile})")
+    return STATE / "functions"
 
 
-def localstack_template(folders):
-    text = (ROOT / "template.yaml").read_text()
-    host_arch = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
-    text = text.replace("Architectures: [arm64]", f"Architectures: [{host_arch}]")
-    # LocalStack's free edition does not run Lambda authorizers: the route functions
-    # verify bearer tokens themselves when given the secret (functions/src/aws.rs).
-    globals_env = "        RUST_LOG: !Ref LogLevel\n"
-    if globals_env not in text:
-        sys.exit("deploy: template.yaml's Globals environment changed shape")
-    text = text.replace(globals_env, globals_env + "        JWT_SECRET: !Ref JwtSecret\n", 1)
-
-    # Each function block names its binary before its CodeUri.
-    def code_location(match):
-        binary = match.group(1)
-        return match.group(0).replace(
-            "      CodeUri: ./functions\n",
-            f"      CodeUri:\n        Bucket: hot-reload\n        Key: {folders[binary]}\n",
-        )
-
-    text, count = re.subn(r"        Binary: (\S+)\n(?:.*\n)*?      CodeUri: \./functions\n", code_location, text)
-    if count != len(folders):
-        sys.exit(f"deploy: rewrote {count} code locations for {len(folders)} functions; template.yaml changed shape?")
-
-    def inline_definition(match):
-        definition = json.loads((ROOT / match.group(1)).read_text())
-        return f"      Definition: {json.dumps(definition)}\n"
-
-    text, count = re.subn(r"      DefinitionUri: (\S+)\n", inline_definition, text)
-    if count == 0:
-        sys.exit("deploy: no state machine DefinitionUri found in template.yaml")
-    return text
+def localstack_template(lambda_dir):
+    """template.yaml as LocalStack deploys it (support/localize_template.py), plus
+    the JWT secret on every function: LocalStack's free edition does not run Lambda
+    authorizers, so the route functions verify bearer tokens themselves when given
+    it (functions/src/aws.rs)."""
+    template = yaml.load((ROOT / "template.yaml").read_text(), localize_template._CfnLoader)
+    template = localize_template.localize(template, ROOT, lambda_dir, localize_template.host_arch())
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    variables["JWT_SECRET"] = {"Ref": "JwtSecret"}
+    return json.dumps(template, indent=1)
 
 
 def jwt_secret():
@@ -143,9 +121,8 @@ def main():
     parser.add_argument("--release", action="store_true", help="build the functions with the release profile")
     args = parser.parse_args()
     STATE.mkdir(parents=True, exist_ok=True)
-    folders = build(args.release)
-    template = localstack_template(folders)
-    (STATE / "template.localstack.yaml").write_text(template)
+    template = localstack_template(build(args.release))
+    (STATE / "template.localstack.json").write_text(template)
     secret = jwt_secret()
     outputs = deploy(args.stack, template, secret)
     outputs["StackName"] = args.stack

@@ -4,7 +4,7 @@
     localstack/.state/venv/bin/python localstack/deploy.py [--release] [--stack healthpay]
 
 1. Builds every Lambda function of the `functions` crate for this host
-   (`cargo build -p functions --bins`; debug by default, which reuses the test
+   (`cargo build --workspace --bins`; debug by default, which reuses the test
    build) and lays each binary out as `<state>/functions/<name>/bootstrap`.
 2. Rewrites the template for LocalStack with support/localize_template.py (each
    function's code becomes LocalStack's hot-reload folder, which the project's
@@ -44,7 +44,8 @@ def log(message):
 
 def build(release):
     profile = "release" if release else "debug"
-    command = ["cargo", "build", "-p", "functions", "--bins"] + (["--release"] if release else [])
+    # --workspace: features unify as in `cargo test --workspace`, so the test build is reused.
+    command = ["cargo", "build", "--workspace", "--bins"] + (["--release"] if release else [])
     log(" ".join(command))
     subprocess.run(command, cwd=ROOT, check=True)
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / profile

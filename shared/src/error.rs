@@ -29,6 +29,14 @@ pub enum DomainError {
     /// An ownership or role rule: the caller may not do this to this aggregate.
     #[error("{0}")]
     Forbidden(String),
+    /// A medical card that is not `ACTIVE` (issued, suspended) cannot cover a claim.
+    #[error("medical card {card} is {status}, a claim needs an active card")]
+    CardNotActive { card: Uuid, status: &'static str },
+    /// A medical card past its expiry (or expired by its sponsor) covers nothing.
+    #[error("medical card {card} has expired")]
+    CardExpired { card: Uuid },
+    #[error("beneficiary {beneficiary} is not covered by medical card {card}")]
+    BeneficiaryNotCovered { card: Uuid, beneficiary: Uuid },
 }
 
 impl DomainError {
@@ -46,6 +54,9 @@ impl DomainError {
             DomainError::NonZeroBalance { .. } => "NON_ZERO_BALANCE",
             DomainError::LimitExceeded(_) => "LIMIT_EXCEEDED",
             DomainError::Forbidden(_) => "FORBIDDEN",
+            DomainError::CardNotActive { .. } => "CARD_NOT_ACTIVE",
+            DomainError::CardExpired { .. } => "CARD_EXPIRED",
+            DomainError::BeneficiaryNotCovered { .. } => "BENEFICIARY_NOT_COVERED",
         }
     }
 }

@@ -1,7 +1,10 @@
 //! HealthPay Ledger core.
 //!
-//! - Pure domain: [`money`], [`wallet`], [`transfer`] (aggregates as
-//!   `decide(state, command) -> events` and `apply(state, event)`), [`error`].
+//! - Pure domain: [`money`], [`wallet`] (with payment holds), [`transfer`],
+//!   [`payment`], [`medcard`] (monthly limit reservations), [`claim`] (the
+//!   prescription claim saga's record and its pricing) and [`insurance_claim`]
+//!   (aggregates as `decide(state, command) -> events` and `apply(state, event)`),
+//!   [`error`].
 //! - The event [`envelope`] and the [`ports`] the core needs (event store, read
 //!   models, saga executions, [`clock`]); [`memory`] is the in-memory adapter.
 //! - Application services: [`command`] (load → decide → append with optimistic
@@ -9,14 +12,18 @@
 //!   [`saga`] (the transfer saga's steps and the local ASL runner).
 
 pub mod aggregate;
+pub mod claim;
 pub mod clock;
 pub mod command;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod envelope;
 pub mod error;
+pub mod insurance_claim;
+pub mod medcard;
 pub mod memory;
 pub mod money;
+pub mod payment;
 pub mod ports;
 pub mod projection;
 pub mod saga;

@@ -53,6 +53,9 @@ pub fn next_view(current: Option<WalletView>, envelope: &EventEnvelope, event: &
         WalletEvent::WalletSuspended { .. } => view.status = WalletStatus::Suspended.as_str().into(),
         WalletEvent::WalletClosed { .. } => view.status = WalletStatus::Closed.as_str().into(),
         WalletEvent::WalletCredited { balance_after, .. } | WalletEvent::WalletDebited { balance_after, .. } => view.balance = *balance_after,
+        // A hold moves no money: the balance stays (a capture's money moves in the
+        // `WalletDebited` that follows its release). The view has no `held` yet.
+        WalletEvent::WalletHoldPlaced { .. } | WalletEvent::WalletHoldReleased { .. } => {}
     }
     view.version = envelope.version;
     view.updated_at = envelope.occurred_at;
@@ -163,6 +166,42 @@ mod tests {
         let lines: Vec<_> =
             history.iter().map(|t| (t.kind.as_str(), t.transaction_type.as_str(), t.amount.minor(), t.balance_after.minor(), t.version)).collect();
         assert_eq!(lines, vec![("debit", "transfer_out", 250, 1_250, 5), ("credit", "cashback", 1_000, 1_500, 4), ("credit", "deposit", 500, 500, 2)]);
+    }
+
+    #[tokio::test]
+    async fn holds_keep_the_balance_and_a_capture_is_a_payment_in_the_history() {
+        let store = Arc::new(MemoryEventStore::default());
+        let service = CommandService::new(store.clone(), Arc::new(SystemClock));
+        let (id, payment) = (Uuid::now_v7(), Uuid::now_v7());
+        let ctx = CommandContext::new("alice", "c");
+        let commands = [
+            WalletCommand::Create {
+                wallet_id: id,
+                owner_id: "alice".into(),
+                wallet_type: WalletType::Personal,
+                currency: Currency::egp(),
+                kyc_level: KycLevel::Basic,
+                initial_balance: Money::from_minor(1_000),
+            },
+            WalletCommand::Activate,
+            WalletCommand::PlaceHold { hold_id: payment, amount: Money::from_minor(600), currency: Currency::egp() },
+            WalletCommand::CaptureHold { hold_id: payment, amount: Money::from_minor(450), reference: "ORDER-1".into(), description: None },
+        ];
+        let read = MemoryReadStore::default();
+        for command in commands {
+            service.execute(&ctx, async |uow| uow.handle::<Wallet>(id, &command).await).await.unwrap();
+        }
+        for (_, e) in store.read_after(0, 100).await.unwrap() {
+            project(&read, &e).await.unwrap();
+            if e.event_type == "WalletHoldPlaced" {
+                assert_eq!(read.wallet(id).await.unwrap().unwrap().balance, Money::from_minor(1_000), "a hold moves no money");
+            }
+        }
+        let view = read.wallet(id).await.unwrap().unwrap();
+        assert_eq!((view.balance, view.version), (Money::from_minor(550), 6));
+        let history = read.transactions(id, 10, None).await.unwrap();
+        let lines: Vec<_> = history.iter().map(|t| (t.kind.as_str(), t.transaction_type.as_str(), t.amount.minor(), t.reference.as_str())).collect();
+        assert_eq!(lines, vec![("debit", "payment", 450, "ORDER-1"), ("credit", "deposit", 1_000, INITIAL_BALANCE_REFERENCE)]);
     }
 
     #[tokio::test]

@@ -30,11 +30,11 @@ impl Gateway {
     ) -> axum::response::Response {
         let (parts, body) = request.into_parts();
         let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let body = match axum::body::to_bytes(body, MAX_BODY).await {
-            Ok(bytes) => to_lambda_body(bytes),
-            Err(_) => Body::Empty,
+        // A body over the limit (announced or not) is refused, never cut short.
+        let (body, too_large) = match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(bytes) => (to_lambda_body(bytes), false),
+            Err(_) => (Body::Empty, true),
         };
-        let too_large = parts.headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n > MAX_BODY);
         let mut context = ApiGatewayProxyRequestContext::default();
         context.http_method = parts.method.clone();
         context.resource_path = Some(route.path().to_string());

@@ -241,6 +241,8 @@ fn bad_input_gets_a_400_with_the_error_body_and_never_a_500() {
     server.get(&alice, &format!("/api/v2/wallets/{wallet}/transactions?cursor=abc")).expect_error(400, "VALIDATION_ERROR");
     server.get(&alice, &format!("/api/v2/wallets/{wallet}/balance?asOf=yesterday")).expect_error(400, "VALIDATION_ERROR");
     server.request("POST", &debit, Some(&alice), &[("Idempotency-Key", &"x".repeat(300))], Some("{}")).expect_error(400, "VALIDATION_ERROR");
+    let huge = format!(r#"{{"amount": 1, "transactionType": "payment", "reference": "r", "description": "{}"}}"#, "x".repeat(1 << 20));
+    server.request("POST", &debit, Some(&alice), &[], Some(&huge)).expect_error(400, "VALIDATION_ERROR");
     server.get(&alice, &format!("/api/v2/wallets/{}", uuid::Uuid::now_v7())).expect_error(404, "NOT_FOUND");
     server.debit(&alice, &uuid::Uuid::now_v7().to_string(), "1").expect_error(404, "NOT_FOUND");
     server.get(&alice, "/api/v2/nowhere").expect_error(404, "NOT_FOUND");

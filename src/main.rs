@@ -3,7 +3,9 @@
 //! `healthpay serve` runs the whole system in one process — every API route, the
 //! projections and the transfer saga — wiring the same handlers the Lambda
 //! functions use to an embedded store. `healthpay token` mints development JWTs.
+//! `healthpay bench …` measures it (see BENCHMARKS.md).
 
+mod bench;
 mod dynamodb_stream;
 mod gateway;
 mod metrics;
@@ -40,6 +42,12 @@ enum Command {
         #[arg(long, default_value_t = 24)]
         ttl_hours: i64,
     },
+    /// Benchmarks: HTTP load, DynamoDB requests per command and the cqrs-es peer,
+    /// read-model rebuild (see BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -67,6 +75,7 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(2)
             }
         },
+        Command::Bench { command } => bench::run(command),
     }
 }
 

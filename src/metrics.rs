@@ -1,5 +1,6 @@
 //! `GET /metrics` in Prometheus text format: commands by type and outcome, their
-//! latency, and how far each feed consumer (projections, saga starter) lags.
+//! latency, how far each feed consumer (projections, saga starter) lags, and with
+//! `--backend dynamodb` the DynamoDB requests each client has sent.
 
 use api::Route;
 use prometheus_client::encoding::text::encode;
@@ -28,6 +29,11 @@ struct ConsumerLabel {
     consumer: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClientLabel {
+    client: String,
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     commands: Family<Outcome, Counter>,
@@ -38,6 +44,9 @@ pub struct Metrics {
     /// Read at scrape time: (consumer, its position, the log head).
     positions: Mutex<Vec<(String, Arc<AtomicU64>)>>,
     head: Mutex<Option<tokio::sync::watch::Receiver<u64>>>,
+    dynamodb_requests: Family<ClientLabel, Counter>,
+    /// Read at scrape time: (client, the SDK interceptor counting its requests).
+    dynamodb_counters: Mutex<Vec<(String, store_dynamodb::RequestCounter)>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -67,12 +76,27 @@ impl Metrics {
             projection_lag_seconds,
             positions: Mutex::default(),
             head: Mutex::default(),
+            dynamodb_requests: Family::default(),
+            dynamodb_counters: Mutex::default(),
         }
     }
 
     pub fn watch_feed(&self, head: tokio::sync::watch::Receiver<u64>, consumers: Vec<(String, Arc<AtomicU64>)>) {
         *self.head.lock().unwrap() = Some(head);
         *self.positions.lock().unwrap() = consumers;
+    }
+
+    /// Exposes `healthpay_dynamodb_requests_total{client=…}`: every request each
+    /// named client sent, counted by its SDK interceptor (one per HTTP attempt, so
+    /// SDK retries count too). Only servers with DynamoDB clients call this.
+    pub fn count_dynamodb_requests(&self, counters: Vec<(String, store_dynamodb::RequestCounter)>) {
+        self.registry.lock().unwrap().register(
+            "dynamodb_requests",
+            "DynamoDB requests sent, by client: commands (event store: command loads, appends, idempotency lookups, saga steps, temporal balance), \
+             read (read models and saga executions), streams (the events table's stream)",
+            self.dynamodb_requests.clone(),
+        );
+        *self.dynamodb_counters.lock().unwrap() = counters;
     }
 
     pub fn projected(&self, lag_seconds: f64) {
@@ -86,6 +110,10 @@ impl Metrics {
                 let lag = head.saturating_sub(position.load(Ordering::Relaxed));
                 self.lag_events.get_or_create(&ConsumerLabel { consumer: consumer.clone() }).set(lag as i64);
             }
+        }
+        for (client, counter) in self.dynamodb_counters.lock().unwrap().iter() {
+            let exposed = self.dynamodb_requests.get_or_create(&ClientLabel { client: client.clone() });
+            exposed.inc_by(counter.get().saturating_sub(exposed.get()));
         }
         let mut text = String::new();
         encode(&mut text, &self.registry.lock().unwrap()).expect("writing to a String cannot fail");
@@ -102,5 +130,25 @@ impl api::Metrics for Metrics {
         } else {
             self.queries.get_or_create(&labels).inc();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dynamodb_requests_show_only_when_counted_and_follow_the_interceptors() {
+        let metrics = Metrics::new();
+        assert!(!metrics.render().contains("dynamodb_requests"), "not on the embedded backends");
+        let (commands, read) = (store_dynamodb::RequestCounter::new(), store_dynamodb::RequestCounter::new());
+        metrics.count_dynamodb_requests(vec![("commands".into(), commands.clone()), ("read".into(), read.clone())]);
+        commands.0.fetch_add(3, Ordering::Relaxed);
+        assert!(metrics.render().contains("healthpay_dynamodb_requests_total{client=\"commands\"} 3\n"), "{}", metrics.render());
+        commands.0.fetch_add(2, Ordering::Relaxed);
+        read.0.fetch_add(1, Ordering::Relaxed);
+        let text = metrics.render();
+        assert!(text.contains("healthpay_dynamodb_requests_total{client=\"commands\"} 5\n"), "{text}");
+        assert!(text.contains("healthpay_dynamodb_requests_total{client=\"read\"} 1\n"), "{text}");
     }
 }

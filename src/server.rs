@@ -70,6 +70,8 @@ struct Stores {
     checkpoints: Arc<dyn Checkpoints>,
     executions: Arc<dyn ExecutionStore>,
     kind: &'static str,
+    /// `--backend dynamodb`: the request counter of each DynamoDB client, by name.
+    dynamodb_requests: Vec<(String, store_dynamodb::RequestCounter)>,
 }
 
 async fn open_stores(args: &ServeArgs, stopping: watch::Receiver<bool>) -> Result<Stores, String> {
@@ -84,6 +86,7 @@ async fn open_stores(args: &ServeArgs, stopping: watch::Receiver<bool>) -> Resul
                 checkpoints: read,
                 executions: Arc::new(MemoryExecutionStore::default()),
                 kind: "memory",
+                dynamodb_requests: vec![],
             })
         }
         Backend::Sqlite => {
@@ -96,6 +99,7 @@ async fn open_stores(args: &ServeArgs, stopping: watch::Receiver<bool>) -> Resul
                 checkpoints: backend.read,
                 executions: backend.executions,
                 kind: "sqlite",
+                dynamodb_requests: vec![],
             })
         }
         Backend::Dynamodb => open_dynamodb(args, stopping).await,
@@ -104,9 +108,19 @@ async fn open_stores(args: &ServeArgs, stopping: watch::Receiver<bool>) -> Resul
 
 /// Tables named after `--table-prefix` (created if missing); the feed reads the
 /// events table's stream.
+///
+/// Three clients, each counting the requests it sends (`GET /metrics`:
+/// `healthpay_dynamodb_requests_total{client=…}`): `commands` — the event store,
+/// i.e. every command's load, append and idempotency lookup, the transfer saga's
+/// steps (commands too), the temporal balance query, and the table check at
+/// start-up; `read` — read models and
+/// saga executions (projections, queries, the saga runner); `streams` — the
+/// events table's stream.
 async fn open_dynamodb(args: &ServeArgs, stopping: watch::Receiver<bool>) -> Result<Stores, String> {
     let endpoint = args.endpoint_url.as_deref();
-    let client = store_dynamodb::client_from_env(endpoint).await;
+    let counters = ["commands", "read", "streams"].map(|name| (name.to_string(), store_dynamodb::RequestCounter::new()));
+    let client = store_dynamodb::client_from_env_counted(endpoint, &counters[0].1).await;
+    let read_client = store_dynamodb::client_from_env_counted(endpoint, &counters[1].1).await;
     let tables = store_dynamodb::TableNames::prefixed(&args.table_prefix);
     let stream_arn = match client.describe_table().table_name(&tables.events).send().await {
         Ok(table) => table.table.and_then(|t| t.latest_stream_arn),
@@ -136,20 +150,23 @@ async fn open_dynamodb(args: &ServeArgs, stopping: watch::Receiver<bool>) -> Res
     if let Some(endpoint) = endpoint {
         config = config.endpoint_url(endpoint);
     }
-    let feed = Arc::new(StreamFeed::new(aws_sdk_dynamodbstreams::Client::new(&config.load().await), stream_arn));
+    let streams_config = aws_sdk_dynamodbstreams::config::Builder::from(&config.load().await).interceptor(counters[2].1.clone()).build();
+    let feed = Arc::new(StreamFeed::new(aws_sdk_dynamodbstreams::Client::from_conf(streams_config), stream_arn));
     tokio::spawn({
         let feed = feed.clone();
         async move { feed.poll(stopping).await }
     });
-    let backend = store_dynamodb::DynamoBackend::new(client, &tables);
+    let events = Arc::new(store_dynamodb::DynamoEventStore::new(client, &tables.events, &tables.idempotency));
+    let read = Arc::new(store_dynamodb::DynamoReadStore::new(read_client, &tables.read));
     // Feed positions are this process's own (see dynamodb_stream), so are checkpoints.
     Ok(Stores {
-        events: backend.events,
+        events,
         feed,
-        read: backend.read.clone(),
+        read: read.clone(),
         checkpoints: Arc::new(MemoryReadStore::default()),
-        executions: backend.read,
+        executions: read,
         kind: "dynamodb",
+        dynamodb_requests: counters.into(),
     })
 }
 
@@ -160,6 +177,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let commands = Arc::new(CommandService::new(stores.events.clone(), clock.clone()));
     let metrics = Arc::new(Metrics::new());
+    if !stores.dynamodb_requests.is_empty() {
+        metrics.count_dynamodb_requests(stores.dynamodb_requests.clone());
+    }
 
     // The read side: projections and the saga starter follow the event feed.
     let projections = FeedRunner::new(stores.feed.clone(), stores.checkpoints.clone(), Arc::new(Projections { store: stores.read.clone() })).observe({

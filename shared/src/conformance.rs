@@ -322,6 +322,60 @@ pub mod read_store {
     }
 }
 
+/// For backends that implement [`ReadBatches`] (memory, SQLite): a batch does what
+/// its writes would do one by one.
+pub mod read_batches {
+    use super::read_store::{transaction, transfer, wallet};
+    use super::*;
+
+    pub async fn a_batch_applies_each_write_as_its_one_row_method_would(store: &dyn ReadBatches) {
+        let first = wallet("alice", 1, 0);
+        let mut second = first.clone();
+        second.version = 2;
+        second.balance = Money::from_minor(5);
+        let line = transaction(first.wallet_id, 2);
+        let mut changed_line = line.clone();
+        changed_line.reference = "changed".into();
+        let started = transfer(1);
+        let mut later = started.clone();
+        later.version = 3;
+        later.status = "COMPLETED".into();
+        let writes = vec![
+            ReadWrite::Wallet { view: first.clone(), previous_version: 0 },
+            ReadWrite::Transaction(line.clone()),
+            ReadWrite::Wallet { view: second.clone(), previous_version: 1 },
+            ReadWrite::Wallet { view: second.clone(), previous_version: 1 },
+            ReadWrite::Wallet { view: first.clone(), previous_version: 0 },
+            ReadWrite::Transaction(changed_line),
+            ReadWrite::Transfer { view: started.clone(), previous_version: 0 },
+            ReadWrite::Transfer { view: later, previous_version: 2 },
+        ];
+        let (written, stale) = (Some(Saved::Written), Some(Saved::Stale));
+        assert_eq!(
+            store.write_batch(&writes).await.unwrap(),
+            vec![written, None, written, stale, stale, None, written, stale],
+            "a redelivery, an older state and a gap are stale; history lines say nothing"
+        );
+        assert_eq!(store.wallet(first.wallet_id).await.unwrap(), Some(second));
+        assert_eq!(store.transactions(first.wallet_id, 10, None).await.unwrap(), vec![line], "the first write of a version stays");
+        assert_eq!(store.transfer(started.transfer_id).await.unwrap(), Some(started));
+        assert_eq!(store.write_batch(&[]).await.unwrap(), vec![]);
+    }
+
+    pub async fn views_are_read_together_and_absent_ones_left_out(store: &dyn ReadBatches) {
+        let (a, b, t) = (wallet("alice", 1, 0), wallet("bob", 4, 1), transfer(2));
+        store.save_wallet(&a, 0).await.unwrap();
+        store.save_wallet(&b, 0).await.unwrap();
+        store.save_transfer(&t, 0).await.unwrap();
+        let (mut wallets, transfers) = store.views(&[b.wallet_id, Uuid::now_v7(), a.wallet_id], &[Uuid::now_v7(), t.transfer_id]).await.unwrap();
+        wallets.sort_by_key(|w| w.wallet_id);
+        let mut expected = vec![a, b];
+        expected.sort_by_key(|w| w.wallet_id);
+        assert_eq!((wallets, transfers), (expected, vec![t]));
+        assert_eq!(store.views(&[], &[]).await.unwrap(), (vec![], vec![]));
+    }
+}
+
 pub mod execution_store {
     use super::*;
 
@@ -414,6 +468,23 @@ macro_rules! read_store_conformance {
             async fn $test() {
                 let store = $make.await;
                 $crate::conformance::read_store::$test(&store).await;
+            }
+        )*
+    };
+}
+
+#[macro_export]
+macro_rules! read_batches_conformance {
+    ($make:expr) => {
+        $crate::read_batches_conformance!(@tests $make; a_batch_applies_each_write_as_its_one_row_method_would,
+            views_are_read_together_and_absent_ones_left_out);
+    };
+    (@tests $make:expr; $($test:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                let store = $make.await;
+                $crate::conformance::read_batches::$test(&store).await;
             }
         )*
     };

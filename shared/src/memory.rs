@@ -169,6 +169,9 @@ impl Checkpoints for MemoryReadStore {
     }
 }
 
+/// One row at a time (the trait's defaults): nothing to gain in memory.
+impl ReadBatches for MemoryReadStore {}
+
 #[derive(Default)]
 pub struct MemoryExecutionStore {
     inner: Mutex<HashMap<(String, String), ExecutionRecord>>,
@@ -212,6 +215,7 @@ mod event_store_conformance {
 mod read_store_conformance {
     use super::*;
     crate::read_store_conformance!(async { MemoryReadStore::default() });
+    crate::read_batches_conformance!(async { MemoryReadStore::default() });
 }
 
 #[cfg(test)]

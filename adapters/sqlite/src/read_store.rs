@@ -5,7 +5,9 @@
 use crate::common::{corrupt, from_sql_int, sql_limit, time_key, to_sql_int, Db, OrStore, Synchronous};
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
-use shared::ports::{Checkpoints, Saved, StoreError, TransactionHistory, TransactionItem, TransferView, TransferViews, WalletView, WalletViews};
+use shared::ports::{
+    Checkpoints, ReadBatches, ReadWrite, Saved, StoreError, TransactionHistory, TransactionItem, TransferView, TransferViews, WalletView, WalletViews,
+};
 use std::path::Path;
 use uuid::Uuid;
 
@@ -66,6 +68,104 @@ fn save_guarded(conn: &rusqlite::Connection, insert: &str, update: &str, values:
     Ok(if changed == 1 { Saved::Written } else { Saved::Stale })
 }
 
+/// A wallet view encoded for its row, and the version it must replace.
+struct WalletRow {
+    wallet_id: String,
+    owner_id: String,
+    created_at: String,
+    version: i64,
+    json: String,
+    previous_version: u64,
+}
+
+impl WalletRow {
+    fn new(view: &WalletView, previous_version: u64) -> Result<Self, StoreError> {
+        Ok(WalletRow {
+            wallet_id: view.wallet_id.to_string(),
+            owner_id: view.owner_id.clone(),
+            created_at: time_key(&view.created_at),
+            version: to_sql_int(view.version, "wallet version")?,
+            json: serde_json::to_string(view).or_store("encoding a wallet view")?,
+            previous_version,
+        })
+    }
+
+    fn save(&self, conn: &rusqlite::Connection) -> Result<Saved, StoreError> {
+        save_guarded(
+            conn,
+            "INSERT INTO wallet_views (wallet_id, owner_id, created_at, version, view) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (wallet_id) DO UPDATE SET owner_id = excluded.owner_id, created_at = excluded.created_at,
+                 version = excluded.version, view = excluded.view
+             WHERE wallet_views.version = 0",
+            "UPDATE wallet_views SET owner_id = ?2, created_at = ?3, version = ?4, view = ?5 WHERE wallet_id = ?1 AND version = ?6",
+            &[&self.wallet_id, &self.owner_id, &self.created_at, &self.version, &self.json],
+            self.previous_version,
+        )
+    }
+}
+
+/// A history line encoded for its row.
+struct TransactionRow {
+    wallet_id: String,
+    version: i64,
+    json: String,
+}
+
+impl TransactionRow {
+    fn new(item: &TransactionItem) -> Result<Self, StoreError> {
+        Ok(TransactionRow {
+            wallet_id: item.wallet_id.to_string(),
+            version: to_sql_int(item.version, "transaction version")?,
+            json: serde_json::to_string(item).or_store("encoding a transaction")?,
+        })
+    }
+
+    /// The first write of a (wallet, version) stays.
+    fn save(&self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
+        conn.prepare_cached("INSERT INTO transactions (wallet_id, version, item) VALUES (?1, ?2, ?3) ON CONFLICT (wallet_id, version) DO NOTHING")
+            .and_then(|mut stmt| stmt.execute(params![self.wallet_id, self.version, self.json]))
+            .or_store("recording a transaction")?;
+        Ok(())
+    }
+}
+
+/// A transfer view encoded for its row, and the version it must replace.
+struct TransferRow {
+    transfer_id: String,
+    version: i64,
+    json: String,
+    previous_version: u64,
+}
+
+impl TransferRow {
+    fn new(view: &TransferView, previous_version: u64) -> Result<Self, StoreError> {
+        Ok(TransferRow {
+            transfer_id: view.transfer_id.to_string(),
+            version: to_sql_int(view.version, "transfer version")?,
+            json: serde_json::to_string(view).or_store("encoding a transfer view")?,
+            previous_version,
+        })
+    }
+
+    fn save(&self, conn: &rusqlite::Connection) -> Result<Saved, StoreError> {
+        save_guarded(
+            conn,
+            "INSERT INTO transfer_views (transfer_id, version, view) VALUES (?1, ?2, ?3)
+             ON CONFLICT (transfer_id) DO UPDATE SET version = excluded.version, view = excluded.view
+             WHERE transfer_views.version = 0",
+            "UPDATE transfer_views SET version = ?2, view = ?3 WHERE transfer_id = ?1 AND version = ?4",
+            &[&self.transfer_id, &self.version, &self.json],
+            self.previous_version,
+        )
+    }
+}
+
+enum Row {
+    Wallet(WalletRow),
+    Transaction(TransactionRow),
+    Transfer(TransferRow),
+}
+
 #[async_trait]
 impl WalletViews for SqliteReadStore {
     async fn wallet(&self, wallet_id: Uuid) -> Result<Option<WalletView>, StoreError> {
@@ -81,23 +181,8 @@ impl WalletViews for SqliteReadStore {
     }
 
     async fn save_wallet(&self, view: &WalletView, previous_version: u64) -> Result<Saved, StoreError> {
-        let json = serde_json::to_string(view).or_store("encoding a wallet view")?;
-        let version = to_sql_int(view.version, "wallet version")?;
-        let (wallet_id, owner_id, created_at) = (view.wallet_id.to_string(), view.owner_id.clone(), time_key(&view.created_at));
-        self.db
-            .write(move |conn| {
-                save_guarded(
-                    conn,
-                    "INSERT INTO wallet_views (wallet_id, owner_id, created_at, version, view) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (wallet_id) DO UPDATE SET owner_id = excluded.owner_id, created_at = excluded.created_at,
-                         version = excluded.version, view = excluded.view
-                     WHERE wallet_views.version = 0",
-                    "UPDATE wallet_views SET owner_id = ?2, created_at = ?3, version = ?4, view = ?5 WHERE wallet_id = ?1 AND version = ?6",
-                    &[&wallet_id, &owner_id, &created_at, &version, &json],
-                    previous_version,
-                )
-            })
-            .await
+        let row = WalletRow::new(view, previous_version)?;
+        self.db.write(move |conn| row.save(conn)).await
     }
 
     async fn wallets_of_owner(&self, owner_id: &str) -> Result<Vec<WalletView>, StoreError> {
@@ -122,17 +207,8 @@ impl WalletViews for SqliteReadStore {
 #[async_trait]
 impl TransactionHistory for SqliteReadStore {
     async fn record_transaction(&self, item: &TransactionItem) -> Result<(), StoreError> {
-        let json = serde_json::to_string(item).or_store("encoding a transaction")?;
-        let version = to_sql_int(item.version, "transaction version")?;
-        let wallet_id = item.wallet_id.to_string();
-        self.db
-            .write(move |conn| {
-                conn.prepare_cached("INSERT INTO transactions (wallet_id, version, item) VALUES (?1, ?2, ?3) ON CONFLICT (wallet_id, version) DO NOTHING")
-                    .and_then(|mut stmt| stmt.execute(params![wallet_id, version, json]))
-                    .or_store("recording a transaction")?;
-                Ok(())
-            })
-            .await
+        let row = TransactionRow::new(item)?;
+        self.db.write(move |conn| row.save(conn)).await
     }
 
     async fn transactions(&self, wallet_id: Uuid, limit: usize, before_version: Option<u64>) -> Result<Vec<TransactionItem>, StoreError> {
@@ -185,20 +261,87 @@ impl TransferViews for SqliteReadStore {
     }
 
     async fn save_transfer(&self, view: &TransferView, previous_version: u64) -> Result<Saved, StoreError> {
-        let json = serde_json::to_string(view).or_store("encoding a transfer view")?;
-        let version = to_sql_int(view.version, "transfer version")?;
-        let transfer_id = view.transfer_id.to_string();
+        let row = TransferRow::new(view, previous_version)?;
+        self.db.write(move |conn| row.save(conn)).await
+    }
+}
+
+/// Batches in one SQLite call each: the views of a batch are read in one read
+/// transaction (one snapshot), and its writes — the very statements of the
+/// one-row methods, each with its own guard — commit as one transaction (one WAL
+/// append instead of one per row). Rows are encoded before the writer is taken.
+#[async_trait]
+impl ReadBatches for SqliteReadStore {
+    async fn views(&self, wallet_ids: &[Uuid], transfer_ids: &[Uuid]) -> Result<(Vec<WalletView>, Vec<TransferView>), StoreError> {
+        if wallet_ids.is_empty() && transfer_ids.is_empty() {
+            return Ok((vec![], vec![]));
+        }
+        let (wallet_ids, transfer_ids) = (wallet_ids.to_vec(), transfer_ids.to_vec());
+        self.db
+            .read(move |conn| {
+                conn.execute_batch("BEGIN").or_store("beginning a read transaction")?;
+                let read = (|| {
+                    let mut wallets = Vec::with_capacity(wallet_ids.len());
+                    let mut stmt = conn.prepare_cached("SELECT view FROM wallet_views WHERE wallet_id = ?1").or_store("preparing")?;
+                    for id in &wallet_ids {
+                        let json: Option<String> = stmt.query_row([id.to_string()], |row| row.get(0)).optional().or_store("reading a wallet view")?;
+                        if let Some(json) = json {
+                            wallets.push(serde_json::from_str(&json).map_err(corrupt(|| format!("wallet view {id}")))?);
+                        }
+                    }
+                    let mut transfers = Vec::with_capacity(transfer_ids.len());
+                    let mut stmt = conn.prepare_cached("SELECT view FROM transfer_views WHERE transfer_id = ?1").or_store("preparing")?;
+                    for id in &transfer_ids {
+                        let json: Option<String> = stmt.query_row([id.to_string()], |row| row.get(0)).optional().or_store("reading a transfer view")?;
+                        if let Some(json) = json {
+                            transfers.push(serde_json::from_str(&json).map_err(corrupt(|| format!("transfer view {id}")))?);
+                        }
+                    }
+                    Ok((wallets, transfers))
+                })();
+                let _ = conn.execute_batch("COMMIT");
+                read
+            })
+            .await
+    }
+
+    async fn write_batch(&self, writes: &[ReadWrite]) -> Result<Vec<Option<Saved>>, StoreError> {
+        if writes.is_empty() {
+            return Ok(vec![]);
+        }
+        let rows = writes
+            .iter()
+            .map(|write| {
+                Ok(match write {
+                    ReadWrite::Wallet { view, previous_version } => Row::Wallet(WalletRow::new(view, *previous_version)?),
+                    ReadWrite::Transaction(item) => Row::Transaction(TransactionRow::new(item)?),
+                    ReadWrite::Transfer { view, previous_version } => Row::Transfer(TransferRow::new(view, *previous_version)?),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         self.db
             .write(move |conn| {
-                save_guarded(
-                    conn,
-                    "INSERT INTO transfer_views (transfer_id, version, view) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (transfer_id) DO UPDATE SET version = excluded.version, view = excluded.view
-                     WHERE transfer_views.version = 0",
-                    "UPDATE transfer_views SET version = ?2, view = ?3 WHERE transfer_id = ?1 AND version = ?4",
-                    &[&transfer_id, &version, &json],
-                    previous_version,
-                )
+                conn.execute_batch("BEGIN IMMEDIATE").or_store("beginning a batch")?;
+                let written = rows
+                    .iter()
+                    .map(|row| match row {
+                        Row::Wallet(row) => row.save(conn).map(Some),
+                        Row::Transaction(row) => row.save(conn).map(|()| None),
+                        Row::Transfer(row) => row.save(conn).map(Some),
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>();
+                match written {
+                    Ok(saved) => {
+                        conn.execute_batch("COMMIT").or_store("committing a batch")?;
+                        Ok(saved)
+                    }
+                    Err(e) => {
+                        if !conn.is_autocommit() {
+                            let _ = conn.execute_batch("ROLLBACK");
+                        }
+                        Err(e)
+                    }
+                }
             })
             .await
     }

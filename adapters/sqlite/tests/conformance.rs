@@ -12,6 +12,7 @@ mod event_store_conformance {
 mod read_store_conformance {
     use super::common;
     shared::read_store_conformance!(async { common::read_store() });
+    shared::read_batches_conformance!(async { common::read_store() });
 }
 
 mod execution_store_conformance {

@@ -99,3 +99,57 @@ pub trait Checkpoints: Send + Sync {
 /// Everything the read side keeps, as one handle.
 pub trait ReadStore: WalletViews + TransactionHistory + TransferViews + Checkpoints {}
 impl<T: WalletViews + TransactionHistory + TransferViews + Checkpoints> ReadStore for T {}
+
+/// One read-model write of a [`ReadBatches::write_batch`]: the arguments of the
+/// one-row method it stands for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadWrite {
+    /// [`WalletViews::save_wallet`].
+    Wallet { view: WalletView, previous_version: u64 },
+    /// [`TransactionHistory::record_transaction`].
+    Transaction(TransactionItem),
+    /// [`TransferViews::save_transfer`].
+    Transfer { view: TransferView, previous_version: u64 },
+}
+
+/// Many read-model rows in one go, so that a projector working through a long
+/// feed (a rebuild) pays one read and one write of the store per batch of events
+/// instead of several per event (see `projection::batch`). The default methods
+/// work one row at a time through the one-row methods; an adapter overrides them
+/// where it can do better (SQLite: one transaction per call).
+#[async_trait]
+pub trait ReadBatches: ReadStore {
+    /// The stored views of these wallets and transfers; absent ones are left out.
+    async fn views(&self, wallet_ids: &[Uuid], transfer_ids: &[Uuid]) -> Result<(Vec<WalletView>, Vec<TransferView>), StoreError> {
+        let mut wallets = Vec::with_capacity(wallet_ids.len());
+        for id in wallet_ids {
+            wallets.extend(self.wallet(*id).await?);
+        }
+        let mut transfers = Vec::with_capacity(transfer_ids.len());
+        for id in transfer_ids {
+            transfers.extend(self.transfer(*id).await?);
+        }
+        Ok((wallets, transfers))
+    }
+
+    /// Applies `writes` in order, each exactly as its one-row method would — the
+    /// same version guard on views, the same first-write-wins on history lines —
+    /// and returns what each guarded view write did (`None` for a history line).
+    /// An adapter may commit the batch as one transaction; on an error, any prefix
+    /// of it may have been applied (every write is idempotent, so the caller simply
+    /// retries).
+    async fn write_batch(&self, writes: &[ReadWrite]) -> Result<Vec<Option<Saved>>, StoreError> {
+        let mut saved = Vec::with_capacity(writes.len());
+        for write in writes {
+            saved.push(match write {
+                ReadWrite::Wallet { view, previous_version } => Some(self.save_wallet(view, *previous_version).await?),
+                ReadWrite::Transaction(item) => {
+                    self.record_transaction(item).await?;
+                    None
+                }
+                ReadWrite::Transfer { view, previous_version } => Some(self.save_transfer(view, *previous_version).await?),
+            });
+        }
+        Ok(saved)
+    }
+}

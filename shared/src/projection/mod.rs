@@ -6,6 +6,7 @@
 //! The same projectors run behind the local feed ([`feed`]) and behind the
 //! Kinesis-fed projector Lambda functions on AWS.
 
+pub mod batch;
 pub mod feed;
 pub mod transfer;
 pub mod wallet;

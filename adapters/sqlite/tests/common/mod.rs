@@ -125,6 +125,17 @@ impl<S: Checkpoints> Checkpoints for Fresh<S> {
     }
 }
 
+/// Delegates both methods, so that the adapter's own batches are what is tested.
+#[async_trait]
+impl<S: ReadBatches> ReadBatches for Fresh<S> {
+    async fn views(&self, wallet_ids: &[Uuid], transfer_ids: &[Uuid]) -> Result<(Vec<WalletView>, Vec<TransferView>), StoreError> {
+        self.store.views(wallet_ids, transfer_ids).await
+    }
+    async fn write_batch(&self, writes: &[ReadWrite]) -> Result<Vec<Option<Saved>>, StoreError> {
+        self.store.write_batch(writes).await
+    }
+}
+
 #[async_trait]
 impl<S: ExecutionStore> ExecutionStore for Fresh<S> {
     async fn create(&self, record: &ExecutionRecord) -> Result<bool, StoreError> {

@@ -221,6 +221,7 @@ pub mod read_store {
             kyc_level: "basic".into(),
             status: "active".into(),
             balance: Money::from_minor(64_975),
+            held: Money::from_minor(1_000),
             version,
             created_at: at(created_second),
             updated_at: at(created_second + 1),
@@ -310,6 +311,65 @@ pub mod read_store {
         assert_eq!(store.save_transfer(&view, 1).await.unwrap(), Saved::Written);
         assert_eq!(store.transfer(view.transfer_id).await.unwrap(), Some(view));
         assert_eq!(store.transfer(Uuid::now_v7()).await.unwrap(), None);
+    }
+
+    pub fn document(version: u64, listings: &[(&str, &str)]) -> Document {
+        let id = Uuid::now_v7();
+        Document {
+            id,
+            version,
+            body: serde_json::json!({"id": id, "status": "PENDING", "amount": 12.5, "items": [{"n": 1}]}),
+            listings: listings.iter().map(|(list, key)| Listing { list: list.to_string(), sort_key: format!("{key}#{id}") }).collect(),
+        }
+    }
+
+    pub async fn documents_are_version_guarded_per_kind(store: &dyn ReadStore) {
+        let mut doc = document(1, &[]);
+        assert_eq!(store.document("claim", doc.id).await.unwrap(), None);
+        assert_eq!(store.save_document("claim", &doc, 0).await.unwrap(), Saved::Written);
+        assert_eq!(store.document("claim", doc.id).await.unwrap(), Some(doc.clone()));
+        assert_eq!(store.document("payment", doc.id).await.unwrap(), None, "kinds do not share ids");
+        assert_eq!(store.save_document("claim", &doc, 0).await.unwrap(), Saved::Stale, "a duplicate first event");
+        let older = doc.clone();
+        doc.version = 2;
+        doc.body["status"] = "APPROVED".into();
+        assert_eq!(store.save_document("claim", &doc, 1).await.unwrap(), Saved::Written);
+        assert_eq!(store.save_document("claim", &older, 0).await.unwrap(), Saved::Stale, "an older state never overwrites a newer one");
+        assert_eq!(store.save_document("claim", &doc, 1).await.unwrap(), Saved::Stale, "a redelivered event");
+        assert_eq!(store.document("claim", doc.id).await.unwrap(), Some(doc));
+    }
+
+    pub async fn listed_documents_page_greatest_key_first_with_their_latest_body(store: &dyn ReadStore) {
+        let list = format!("pharmacy#{}", Uuid::now_v7());
+        let mut docs: Vec<Document> = (1..=5).map(|n| document(1, &[(&list, &format!("2026-11-0{n}")), ("holder#h", "k")])).collect();
+        for doc in &docs {
+            store.save_document("claim", doc, 0).await.unwrap();
+        }
+        store.save_document("claim", &document(1, &[("pharmacy#other", "2026-11-09")]), 0).await.unwrap();
+        docs[3].version = 2;
+        docs[3].body["status"] = "REJECTED".into();
+        store.save_document("claim", &docs[3], 1).await.unwrap();
+
+        let first = store.listed("claim", &list, 2, None).await.unwrap();
+        assert_eq!(first.documents, vec![docs[4].clone(), docs[3].clone()], "newest first, with the latest body");
+        let next = first.next.expect("more pages");
+        let second = store.listed("claim", &list, 2, Some(&next)).await.unwrap();
+        assert_eq!(second.documents, vec![docs[2].clone(), docs[1].clone()]);
+        let last = store.listed("claim", &list, 2, second.next.as_deref()).await.unwrap();
+        assert_eq!(last.documents, vec![docs[0].clone()]);
+        assert_eq!(last.next, None);
+        let exact = store.listed("claim", &list, 5, None).await.unwrap();
+        assert_eq!((exact.documents.len(), exact.next), (5, None), "a full last page has no next");
+        assert!(store.listed("claim", "pharmacy#nobody", 10, None).await.unwrap().documents.is_empty());
+        assert!(store.listed("payment", &list, 10, None).await.unwrap().documents.is_empty(), "lists are per kind");
+
+        docs[4].version = 2;
+        docs[4].listings.retain(|l| l.list != list);
+        assert_eq!(store.save_document("claim", &docs[4], 1).await.unwrap(), Saved::Written);
+        let after = store.listed("claim", &list, 10, None).await.unwrap();
+        assert_eq!(after.documents.first(), Some(&docs[3]), "a listing left out by a later write is removed");
+        assert_eq!(after.documents.len(), 4);
+        assert_eq!(store.listed("claim", "holder#h", 10, None).await.unwrap().documents.len(), 5, "the other listings stay");
     }
 
     pub async fn checkpoints_start_at_zero_and_persist(store: &dyn ReadStore) {
@@ -460,7 +520,8 @@ macro_rules! read_store_conformance {
     ($make:expr) => {
         $crate::read_store_conformance!(@tests $make; wallet_views_are_written_only_over_the_version_they_follow,
             an_owners_wallets_are_listed_oldest_first, transactions_page_newest_first_and_record_once,
-            transfer_views_are_version_guarded, checkpoints_start_at_zero_and_persist);
+            transfer_views_are_version_guarded, checkpoints_start_at_zero_and_persist, documents_are_version_guarded_per_kind,
+            listed_documents_page_greatest_key_first_with_their_latest_body);
     };
     (@tests $make:expr; $($test:ident),*) => {
         $(

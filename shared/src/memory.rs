@@ -107,6 +107,9 @@ struct ReadModels {
     wallets: HashMap<Uuid, WalletView>,
     transactions: HashMap<Uuid, BTreeMap<u64, TransactionItem>>,
     transfers: HashMap<Uuid, TransferView>,
+    documents: HashMap<(String, Uuid), Document>,
+    /// (kind, list) → sort key → document id.
+    listings: HashMap<(String, String), BTreeMap<String, Uuid>>,
     checkpoints: HashMap<String, u64>,
 }
 
@@ -155,6 +158,45 @@ impl TransferViews for MemoryReadStore {
     }
     async fn save_transfer(&self, view: &TransferView, previous_version: u64) -> Result<Saved, StoreError> {
         Ok(save_guarded(&mut self.inner.lock().unwrap().transfers, view.transfer_id, view, previous_version, |v| v.version))
+    }
+}
+
+#[async_trait]
+impl DocumentViews for MemoryReadStore {
+    async fn document(&self, kind: &str, id: Uuid) -> Result<Option<Document>, StoreError> {
+        Ok(self.inner.lock().unwrap().documents.get(&(kind.to_string(), id)).cloned())
+    }
+    async fn save_document(&self, kind: &str, document: &Document, previous_version: u64) -> Result<Saved, StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        let key = (kind.to_string(), document.id);
+        if inner.documents.get(&key).map_or(0, |d| d.version) != previous_version {
+            return Ok(Saved::Stale);
+        }
+        if let Some(previous) = inner.documents.insert(key, document.clone()) {
+            for listing in previous.listings.iter().filter(|l| !document.listings.contains(l)) {
+                if let Some(list) = inner.listings.get_mut(&(kind.to_string(), listing.list.clone())) {
+                    list.remove(&listing.sort_key);
+                }
+            }
+        }
+        for listing in &document.listings {
+            inner.listings.entry((kind.to_string(), listing.list.clone())).or_default().insert(listing.sort_key.clone(), document.id);
+        }
+        Ok(Saved::Written)
+    }
+    async fn listed(&self, kind: &str, list: &str, limit: usize, before: Option<&str>) -> Result<ListedPage, StoreError> {
+        let inner = self.inner.lock().unwrap();
+        let Some(listing) = inner.listings.get(&(kind.to_string(), list.to_string())) else {
+            return Ok(ListedPage { documents: vec![], next: None });
+        };
+        let upper = match before {
+            Some(before) => std::ops::Bound::Excluded(before.to_string()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let page: Vec<(&String, &Uuid)> = listing.range((std::ops::Bound::Unbounded, upper)).rev().take(limit.saturating_add(1)).collect();
+        let next = (page.len() > limit).then(|| page[limit - 1].0.clone());
+        let documents = page.iter().take(limit).filter_map(|(_, id)| inner.documents.get(&(kind.to_string(), **id)).cloned()).collect();
+        Ok(ListedPage { documents, next })
     }
 }
 

@@ -32,6 +32,8 @@
 //! | transaction | `WALLET#<walletId>` | `TX#<version, 20 digits>` |
 //! | owner index | `OWNER#<ownerId>` | `<createdAt, fixed width>#<walletId>` (attribute `walletId`) |
 //! | transfer view | `TRANSFER#<transferId>` | `VIEW` |
+//! | document | `DOC#<kind>#<id>` | `VIEW` (attributes `version`, `body` and `listings` as JSON text) |
+//! | listing | `LIST#<kind>#<list>` | `<sort key>` (a copy of the document) |
 //! | checkpoint | `CHECKPOINT#<consumer>` | `CHECKPOINT` (attribute `position`) |
 //! | execution | `EXECUTION#<stateMachine>#<name>` | `EXECUTION` |
 //! | running index | `RUNNING#<stateMachine>` | `EXECUTION#<name>` (a copy of the running execution) |
@@ -41,7 +43,8 @@
 //! written, or an execution resumed right after it was started, must be seen. Each
 //! index item is written in the same transaction as the item it indexes: the owner
 //! item once, with the wallet's first view (owner and creation time never change);
-//! the running copy at every update of a running execution, deleted when it ends.
+//! the running copy at every update of a running execution, deleted when it ends;
+//! a document's listing copies at every save (those it dropped are deleted).
 //! Every read of this crate is strongly consistent.
 //!
 //! # Conditional writes

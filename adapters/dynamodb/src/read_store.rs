@@ -9,8 +9,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, Tr
 use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
 use shared::ports::{
-    Checkpoints, ExecutionRecord, ExecutionStatus, ExecutionStore, Saved, StoreError, TransactionHistory, TransactionItem, TransferView, TransferViews,
-    WalletView, WalletViews,
+    Checkpoints, Document, DocumentViews, ExecutionRecord, ExecutionStatus, ExecutionStore, ListedPage, Listing, Saved, StoreError, TransactionHistory,
+    TransactionItem, TransferView, TransferViews, WalletView, WalletViews,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -50,6 +50,42 @@ fn owner_pk(owner_id: &str) -> String {
 
 fn transfer_pk(transfer_id: Uuid) -> String {
     format!("TRANSFER#{transfer_id}")
+}
+
+fn document_key(kind: &str, id: Uuid) -> Item {
+    key(format!("DOC#{kind}#{id}"), VIEW)
+}
+
+/// Kinds are fixed names without `#`, so `LIST#<kind>#<list>` never meets another.
+fn list_pk(kind: &str, list: &str) -> String {
+    format!("LIST#{kind}#{list}")
+}
+
+/// A document's attributes: the body and the listings as JSON text, so that any
+/// JSON (an empty object included, which DynamoDB Local's streams mangle) round-trips.
+fn document_attributes(document: &Document) -> Item {
+    let listings: Vec<(&str, &str)> = document.listings.iter().map(|l| (l.list.as_str(), l.sort_key.as_str())).collect();
+    HashMap::from([
+        ("id".to_string(), s(document.id.to_string())),
+        ("version".to_string(), n(document.version)),
+        ("body".to_string(), s(document.body.to_string())),
+        ("listings".to_string(), s(serde_json::to_string(&listings).expect("pairs of strings serialise"))),
+    ])
+}
+
+fn document_from_item(item: &Item, what: &str) -> Result<Document, StoreError> {
+    let corrupt = |field: &str| StoreError::new(format!("dynamodb: corrupt {what}: bad {field}"));
+    let text = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(text)) => Ok(text.as_str()),
+        _ => Err(corrupt(name)),
+    };
+    let listings: Vec<(String, String)> = serde_json::from_str(text("listings")?).map_err(|_| corrupt("listings"))?;
+    Ok(Document {
+        id: text("id")?.parse().map_err(|_| corrupt("id"))?,
+        version: get_u64(item, "version").ok_or_else(|| corrupt("version"))?,
+        body: serde_json::from_str(text("body")?).map_err(|_| corrupt("body"))?,
+        listings: listings.into_iter().map(|(list, sort_key)| Listing { list, sort_key }).collect(),
+    })
 }
 
 fn checkpoint_key(consumer: &str) -> Item {
@@ -308,6 +344,111 @@ impl TransferViews for DynamoReadStore {
     async fn save_transfer(&self, view: &TransferView, previous_version: u64) -> Result<Saved, StoreError> {
         let item = to_item(view, "a transfer view", [("pk", s(transfer_pk(view.transfer_id))), ("sk", s(VIEW))])?;
         self.save_view(item, previous_version).await
+    }
+}
+
+/// A document and its listing copies change in one `TransactWriteItems`, the
+/// document's put guarded by its version; listings it no longer has are deleted
+/// there too (the stored document says which it had).
+#[async_trait]
+impl DocumentViews for DynamoReadStore {
+    async fn document(&self, kind: &str, id: Uuid) -> Result<Option<Document>, StoreError> {
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(document_key(kind, id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error("reading a document"))?;
+        found.item.filter(|item| !item.is_empty()).map(|item| document_from_item(&item, &format!("{kind} document {id}"))).transpose()
+    }
+
+    async fn save_document(&self, kind: &str, document: &Document, previous_version: u64) -> Result<Saved, StoreError> {
+        let mut dropped = Vec::new();
+        if previous_version > 0 {
+            match self.document(kind, document.id).await? {
+                Some(stored) if stored.version == previous_version => {
+                    dropped = stored.listings.into_iter().filter(|l| !document.listings.contains(l)).collect();
+                }
+                _ => return Ok(Saved::Stale),
+            }
+        }
+        if document.listings.len() + dropped.len() >= 100 {
+            return Err(StoreError::new(format!("dynamodb: {kind} document {} has too many listings for one transaction", document.id)));
+        }
+        let attributes = document_attributes(document);
+        let mut item = document_key(kind, document.id);
+        item.extend(attributes.clone());
+        let (condition, guard) = if previous_version == 0 { ("attribute_not_exists(pk)", None) } else { ("#version = :previous", Some(previous_version)) };
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_names(guard.map(|_| HashMap::from([("#version".to_string(), "version".to_string())])))
+            .set_expression_attribute_values(guard.map(|previous| HashMap::from([(":previous".to_string(), n(previous))])))
+            .build()
+            .map_err(StoreError::new)?;
+        let mut actions = vec![TransactWriteItem::builder().put(put).build()];
+        for listing in &document.listings {
+            let mut copy = key(list_pk(kind, &listing.list), listing.sort_key.clone());
+            copy.extend(attributes.clone());
+            actions.push(put_action(&self.table, copy, None)?);
+        }
+        for listing in &dropped {
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(list_pk(kind, &listing.list), listing.sort_key.clone())))
+                .build()
+                .map_err(StoreError::new)?;
+            actions.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        match self.transact(actions, "saving a document").await? {
+            Ok(()) => Ok(Saved::Written),
+            Err(codes) if codes.first().is_some_and(|c| c == CONDITION_FAILED) => Ok(Saved::Stale),
+            Err(codes) => Err(StoreError::new(format!("dynamodb: saving a document: transaction cancelled: {codes:?}"))),
+        }
+    }
+
+    async fn listed(&self, kind: &str, list: &str, limit: usize, before: Option<&str>) -> Result<ListedPage, StoreError> {
+        let mut documents = Vec::new();
+        let mut more = false;
+        let mut start: Option<Item> = None;
+        // One more than asked: whether there is a next page.
+        while documents.len() <= limit {
+            let query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit + 1 - documents.len()).unwrap_or(i32::MAX))
+                .expression_attribute_values(":pk", s(list_pk(kind, list)))
+                .set_exclusive_start_key(start.take());
+            let query = match before {
+                Some(before) => query.key_condition_expression("pk = :pk AND sk < :before").expression_attribute_values(":before", s(before)),
+                None => query.key_condition_expression("pk = :pk"),
+            };
+            let page = query.send().await.map_err(sdk_error("listing documents"))?;
+            for item in page.items.unwrap_or_default() {
+                let sort_key = match item.get("sk") {
+                    Some(AttributeValue::S(sk)) => sk.clone(),
+                    _ => return Err(StoreError::new(format!("dynamodb: corrupt listing in {list}: no sort key"))),
+                };
+                documents.push((sort_key, document_from_item(&item, &format!("{kind} listing in {list}"))?));
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        if documents.len() > limit {
+            more = true;
+            documents.truncate(limit);
+        }
+        let next = if more { documents.last().map(|(sort_key, _)| sort_key.clone()) } else { None };
+        Ok(ListedPage { documents: documents.into_iter().map(|(_, document)| document).collect(), next })
     }
 }
 

@@ -45,7 +45,8 @@ mod read_store_conformance {
 
     conformance!(read_store, common::read_store;
         wallet_views_are_written_only_over_the_version_they_follow, an_owners_wallets_are_listed_oldest_first,
-        transactions_page_newest_first_and_record_once, transfer_views_are_version_guarded, checkpoints_start_at_zero_and_persist);
+        transactions_page_newest_first_and_record_once, transfer_views_are_version_guarded, checkpoints_start_at_zero_and_persist,
+        documents_are_version_guarded_per_kind, listed_documents_page_greatest_key_first_with_their_latest_body);
 }
 
 mod execution_store_conformance {

@@ -1,12 +1,13 @@
-//! Read models (wallet views, transaction history, transfer views) and feed
-//! checkpoints on SQLite. Every view is stored as JSON next to the columns the
+//! Read models (wallet views, transaction history, transfer views, documents) and
+//! feed checkpoints on SQLite. Every view is stored as JSON next to the columns the
 //! queries and the version guard need.
 
 use crate::common::{corrupt, from_sql_int, sql_limit, time_key, to_sql_int, Db, OrStore, Synchronous};
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 use shared::ports::{
-    Checkpoints, ReadBatches, ReadWrite, Saved, StoreError, TransactionHistory, TransactionItem, TransferView, TransferViews, WalletView, WalletViews,
+    Checkpoints, Document, DocumentViews, ListedPage, Listing, ReadBatches, ReadWrite, Saved, StoreError, TransactionHistory, TransactionItem, TransferView,
+    TransferViews, WalletView, WalletViews,
 };
 use std::path::Path;
 use uuid::Uuid;
@@ -31,6 +32,22 @@ CREATE TABLE IF NOT EXISTS transfer_views (
     version     INTEGER NOT NULL,
     view        TEXT    NOT NULL -- the TransferView as JSON
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS documents (
+    kind     TEXT    NOT NULL,
+    id       TEXT    NOT NULL,
+    version  INTEGER NOT NULL,
+    body     TEXT    NOT NULL, -- the view as JSON
+    listings TEXT    NOT NULL, -- [[list, sort key], …] as JSON
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS document_listings (
+    kind     TEXT NOT NULL,
+    list     TEXT NOT NULL,
+    sort_key TEXT NOT NULL,
+    id       TEXT NOT NULL,
+    PRIMARY KEY (kind, list, sort_key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS document_listings_by_id ON document_listings (kind, id);
 CREATE TABLE IF NOT EXISTS checkpoints (
     consumer TEXT    PRIMARY KEY,
     position INTEGER NOT NULL
@@ -342,6 +359,117 @@ impl ReadBatches for SqliteReadStore {
                         Err(e)
                     }
                 }
+            })
+            .await
+    }
+}
+
+fn document_from_row(kind: &str, id: &str, version: i64, body: &str, listings: &str) -> Result<Document, StoreError> {
+    let what = || format!("{kind} document {id}");
+    let listings: Vec<(String, String)> = serde_json::from_str(listings).map_err(corrupt(what))?;
+    Ok(Document {
+        id: Uuid::parse_str(id).map_err(|e| StoreError::new(format!("sqlite: {}: bad id: {e}", what())))?,
+        version: from_sql_int(version, "document version")?,
+        body: serde_json::from_str(body).map_err(corrupt(what))?,
+        listings: listings.into_iter().map(|(list, sort_key)| Listing { list, sort_key }).collect(),
+    })
+}
+
+/// Documents in two tables: `documents` holds each one with its version guard,
+/// `document_listings` its place in each list; a save rewrites both in one
+/// transaction, so a list is never out of step with its documents.
+#[async_trait]
+impl DocumentViews for SqliteReadStore {
+    async fn document(&self, kind: &str, id: Uuid) -> Result<Option<Document>, StoreError> {
+        let (kind, id) = (kind.to_string(), id.to_string());
+        self.db
+            .read(move |conn| {
+                let row: Option<(i64, String, String)> = conn
+                    .prepare_cached("SELECT version, body, listings FROM documents WHERE kind = ?1 AND id = ?2")
+                    .and_then(|mut stmt| stmt.query_row([&kind, &id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))).optional())
+                    .or_store("reading a document")?;
+                row.map(|(version, body, listings)| document_from_row(&kind, &id, version, &body, &listings)).transpose()
+            })
+            .await
+    }
+
+    async fn save_document(&self, kind: &str, document: &Document, previous_version: u64) -> Result<Saved, StoreError> {
+        let kind = kind.to_string();
+        let id = document.id.to_string();
+        let version = to_sql_int(document.version, "document version")?;
+        let previous = to_sql_int(previous_version, "previous version")?;
+        let body = document.body.to_string();
+        let pairs: Vec<(String, String)> = document.listings.iter().map(|l| (l.list.clone(), l.sort_key.clone())).collect();
+        let listings = serde_json::to_string(&pairs).map_err(|e| StoreError::new(format!("encoding listings: {e}")))?;
+        self.db
+            .write(move |conn| {
+                conn.execute_batch("BEGIN IMMEDIATE").or_store("beginning a document save")?;
+                let saved = (|| {
+                    let stored: Option<i64> = conn
+                        .prepare_cached("SELECT version FROM documents WHERE kind = ?1 AND id = ?2")
+                        .and_then(|mut stmt| stmt.query_row([&kind, &id], |row| row.get(0)).optional())
+                        .or_store("reading a document version")?;
+                    if stored.unwrap_or(0) != previous {
+                        return Ok(Saved::Stale);
+                    }
+                    conn.prepare_cached(
+                        "INSERT INTO documents (kind, id, version, body, listings) VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, body = excluded.body, listings = excluded.listings",
+                    )
+                    .and_then(|mut stmt| stmt.execute(params![kind, id, version, body, listings]))
+                    .or_store("saving a document")?;
+                    conn.prepare_cached("DELETE FROM document_listings WHERE kind = ?1 AND id = ?2")
+                        .and_then(|mut stmt| stmt.execute([&kind, &id]))
+                        .or_store("dropping listings")?;
+                    let mut insert = conn
+                        .prepare_cached("INSERT OR REPLACE INTO document_listings (kind, list, sort_key, id) VALUES (?1, ?2, ?3, ?4)")
+                        .or_store("preparing")?;
+                    for (list, sort_key) in &pairs {
+                        insert.execute(params![kind, list, sort_key, id]).or_store("saving a listing")?;
+                    }
+                    Ok(Saved::Written)
+                })();
+                match saved {
+                    Ok(saved) => {
+                        conn.execute_batch("COMMIT").or_store("committing a document save")?;
+                        Ok(saved)
+                    }
+                    Err(e) => {
+                        if !conn.is_autocommit() {
+                            let _ = conn.execute_batch("ROLLBACK");
+                        }
+                        Err(e)
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn listed(&self, kind: &str, list: &str, limit: usize, before: Option<&str>) -> Result<ListedPage, StoreError> {
+        let (kind, list) = (kind.to_string(), list.to_string());
+        // One more than asked: whether there is a next page.
+        let fetch = sql_limit(limit.saturating_add(1));
+        // U+10FFFF sorts after every key: "before nothing" is "before the end".
+        let before = before.map_or_else(|| char::MAX.to_string(), str::to_string);
+        self.db
+            .read(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT l.sort_key, d.id, d.version, d.body, d.listings FROM document_listings l
+                         JOIN documents d ON d.kind = l.kind AND d.id = l.id
+                         WHERE l.kind = ?1 AND l.list = ?2 AND l.sort_key < ?3 ORDER BY l.sort_key DESC LIMIT ?4",
+                    )
+                    .or_store("preparing")?;
+                let mut rows = stmt.query(params![kind, list, before, fetch]).or_store("listing documents")?;
+                let mut page = Vec::new();
+                while let Some(row) = rows.next().or_store("listing documents")? {
+                    let columns = (|| Ok::<_, rusqlite::Error>((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)))();
+                    let (sort_key, id, version, body, listings): (String, String, i64, String, String) = columns.or_store("listing documents")?;
+                    page.push((sort_key, document_from_row(&kind, &id, version, &body, &listings)?));
+                }
+                let next = (page.len() > limit).then(|| page[limit - 1].0.clone());
+                page.truncate(limit);
+                Ok(ListedPage { documents: page.into_iter().map(|(_, document)| document).collect(), next })
             })
             .await
     }

@@ -19,6 +19,10 @@ pub struct WalletView {
     pub kyc_level: String,
     pub status: String,
     pub balance: Money,
+    /// The sum of the open payment holds: part of the balance, not available
+    /// (`available = balance − held`). Absent from views stored before holds existed.
+    #[serde(default)]
+    pub held: Money,
     pub version: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -89,6 +93,52 @@ pub trait TransferViews: Send + Sync {
     async fn save_transfer(&self, view: &TransferView, previous_version: u64) -> Result<Saved, StoreError>;
 }
 
+/// A read model kept as one JSON document per aggregate (payments, medical cards,
+/// claims), written only over the version it follows, like the typed views. The
+/// typed views and their projectors live in `projection`; the stores only keep
+/// documents, so a new read model needs no new table or adapter code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// The aggregate's id.
+    pub id: Uuid,
+    /// The aggregate version the body was computed from.
+    pub version: u64,
+    pub body: serde_json::Value,
+    /// The lists the document appears in now (a pharmacy's claims, the payments
+    /// still authorised), each with the key it sorts by. A list always shows the
+    /// document's latest body; a listing that a later write leaves out is removed.
+    pub listings: Vec<Listing>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The list's name, e.g. `pharmacy#<walletId>`.
+    pub list: String,
+    /// Lists are read greatest key first; a key must be unique within its list
+    /// (end it with the document's id).
+    pub sort_key: String,
+}
+
+/// One page of a list: greatest sort key first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedPage {
+    pub documents: Vec<Document>,
+    /// The sort key to pass as `before` for the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+#[async_trait]
+pub trait DocumentViews: Send + Sync {
+    /// The document of `kind` (`payment`, `medcard`, `claim`) with this id.
+    async fn document(&self, kind: &str, id: Uuid) -> Result<Option<Document>, StoreError>;
+    /// Writes `document` and its listings (dropping those it no longer has) only if
+    /// the stored one is at `previous_version` (0: absent), as one atomic change.
+    async fn save_document(&self, kind: &str, document: &Document, previous_version: u64) -> Result<Saved, StoreError>;
+    /// Up to `limit` documents of `kind` listed under `list`, greatest sort key
+    /// first, starting after the sort key `before` (exclusive).
+    async fn listed(&self, kind: &str, list: &str, limit: usize, before: Option<&str>) -> Result<ListedPage, StoreError>;
+}
+
 /// Where a feed consumer got to in the global log (embedded backends).
 #[async_trait]
 pub trait Checkpoints: Send + Sync {
@@ -97,8 +147,8 @@ pub trait Checkpoints: Send + Sync {
 }
 
 /// Everything the read side keeps, as one handle.
-pub trait ReadStore: WalletViews + TransactionHistory + TransferViews + Checkpoints {}
-impl<T: WalletViews + TransactionHistory + TransferViews + Checkpoints> ReadStore for T {}
+pub trait ReadStore: WalletViews + TransactionHistory + TransferViews + DocumentViews + Checkpoints {}
+impl<T: WalletViews + TransactionHistory + TransferViews + DocumentViews + Checkpoints> ReadStore for T {}
 
 /// One read-model write of a [`ReadBatches::write_batch`]: the arguments of the
 /// one-row method it stands for.

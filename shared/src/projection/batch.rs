@@ -196,6 +196,22 @@ impl TransferViews for Staged<'_> {
     }
 }
 
+/// Not staged: documents (payments, cards, claims) are written straight to the
+/// store. Each is guarded by its own aggregate's version and no wallet or transfer
+/// view depends on one, so writing them ahead of the batch changes no outcome.
+#[async_trait]
+impl DocumentViews for Staged<'_> {
+    async fn document(&self, kind: &str, id: Uuid) -> Result<Option<Document>, StoreError> {
+        self.base.document(kind, id).await
+    }
+    async fn save_document(&self, kind: &str, document: &Document, previous_version: u64) -> Result<Saved, StoreError> {
+        self.base.save_document(kind, document, previous_version).await
+    }
+    async fn listed(&self, kind: &str, list: &str, limit: usize, before: Option<&str>) -> Result<ListedPage, StoreError> {
+        self.base.listed(kind, list, limit, before).await
+    }
+}
+
 /// Not staged: checkpoints are the caller's business.
 #[async_trait]
 impl Checkpoints for Staged<'_> {
@@ -376,6 +392,18 @@ mod tests {
         }
         async fn save_transfer(&self, view: &TransferView, previous_version: u64) -> Result<Saved, StoreError> {
             self.0.save_transfer(view, previous_version).await
+        }
+    }
+    #[async_trait]
+    impl DocumentViews for Blind {
+        async fn document(&self, kind: &str, id: Uuid) -> Result<Option<Document>, StoreError> {
+            self.0.document(kind, id).await
+        }
+        async fn save_document(&self, kind: &str, document: &Document, previous_version: u64) -> Result<Saved, StoreError> {
+            self.0.save_document(kind, document, previous_version).await
+        }
+        async fn listed(&self, kind: &str, list: &str, limit: usize, before: Option<&str>) -> Result<ListedPage, StoreError> {
+            self.0.listed(kind, list, limit, before).await
         }
     }
     #[async_trait]

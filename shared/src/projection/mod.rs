@@ -7,15 +7,23 @@
 //! Kinesis-fed projector Lambda functions on AWS.
 
 pub mod batch;
+pub mod claim;
 pub mod feed;
+pub mod medcard;
+pub mod payment;
 pub mod transfer;
 pub mod wallet;
 
 use crate::aggregate::Aggregate;
+use crate::claim::Claim;
 use crate::envelope::EventEnvelope;
-use crate::ports::{EventStore, ReadStore, StoreError};
+use crate::insurance_claim::InsuranceClaim;
+use crate::medcard::MedCard;
+use crate::payment::Payment;
+use crate::ports::{Document, EventStore, Listing, ReadStore, Saved, StoreError};
 use crate::transfer::Transfer;
 use crate::wallet::Wallet;
+use serde::{de::DeserializeOwned, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Projected {
@@ -41,6 +49,10 @@ pub async fn project(store: &dyn ReadStore, envelope: &EventEnvelope) -> Result<
     match envelope.aggregate_type.as_str() {
         Wallet::TYPE => wallet::project(store, envelope).await,
         Transfer::TYPE => transfer::project(store, envelope).await,
+        Payment::TYPE => project_document::<payment::PaymentView>(store, envelope).await,
+        MedCard::TYPE => project_document::<medcard::CardView>(store, envelope).await,
+        Claim::TYPE => project_document::<claim::ClaimView>(store, envelope).await,
+        InsuranceClaim::TYPE => project_document::<claim::InsuranceClaimView>(store, envelope).await,
         _ => Ok(Projected::Ignored),
     }
 }
@@ -84,4 +96,51 @@ pub(crate) fn decode<E: serde::de::DeserializeOwned>(envelope: &EventEnvelope) -
         event_type: envelope.event_type.clone(),
         reason: e.to_string(),
     })
+}
+
+/// A read model kept as a [`Document`]: one typed view per aggregate, folded from
+/// that aggregate's events alone.
+pub trait DocumentView: Serialize + DeserializeOwned {
+    /// The document kind the view is stored under.
+    const KIND: &'static str;
+    type Event: DeserializeOwned;
+    /// The view after `event`; `None` when there is nothing to change yet (an
+    /// event before the aggregate's first).
+    fn next(current: Option<Self>, envelope: &EventEnvelope, event: &Self::Event) -> Option<Self>;
+    /// The lists the view appears in now.
+    fn listings(&self) -> Vec<Listing> {
+        vec![]
+    }
+}
+
+/// Projects one event onto a document view under the version rule of every
+/// projector: duplicates ignored, gaps reported.
+pub async fn project_document<V: DocumentView>(store: &dyn ReadStore, envelope: &EventEnvelope) -> Result<Projected, ProjectionError> {
+    let event: V::Event = decode(envelope)?;
+    let stored = store.document(V::KIND, envelope.aggregate_id).await?;
+    let have = stored.as_ref().map_or(0, |d| d.version);
+    if let Some(done) = check_sequence(envelope, have)? {
+        return Ok(done);
+    }
+    let current = stored.map(|d| view_of::<V>(d, envelope.aggregate_id)).transpose()?;
+    let Some(view) = V::next(current, envelope, &event) else {
+        return Err(ProjectionError::Gap { stream_id: envelope.stream_id(), have, got: envelope.version });
+    };
+    let listings = view.listings();
+    let body = serde_json::to_value(&view).map_err(|e| StoreError::new(format!("encoding a {} view: {e}", V::KIND)))?;
+    let document = Document { id: envelope.aggregate_id, version: envelope.version, body, listings };
+    Ok(match store.save_document(V::KIND, &document, have).await? {
+        Saved::Written => Projected::Applied,
+        Saved::Stale => Projected::Duplicate,
+    })
+}
+
+/// The typed view of a stored document.
+pub fn view_of<V: DocumentView>(document: Document, id: uuid::Uuid) -> Result<V, StoreError> {
+    serde_json::from_value(document.body).map_err(|e| StoreError::new(format!("corrupt {} view {id}: {e}", V::KIND)))
+}
+
+/// Reads a document view.
+pub async fn read_view<V: DocumentView>(store: &dyn ReadStore, id: uuid::Uuid) -> Result<Option<V>, StoreError> {
+    store.document(V::KIND, id).await?.map(|d| view_of(d, id)).transpose()
 }

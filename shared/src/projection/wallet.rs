@@ -39,6 +39,7 @@ pub fn next_view(current: Option<WalletView>, envelope: &EventEnvelope, event: &
                 kyc_level: json_name(kyc_level),
                 status: WalletStatus::Pending.as_str().into(),
                 balance: crate::money::Money::ZERO,
+                held: crate::money::Money::ZERO,
                 version: envelope.version,
                 created_at: envelope.occurred_at,
                 updated_at: envelope.occurred_at,
@@ -54,8 +55,8 @@ pub fn next_view(current: Option<WalletView>, envelope: &EventEnvelope, event: &
         WalletEvent::WalletClosed { .. } => view.status = WalletStatus::Closed.as_str().into(),
         WalletEvent::WalletCredited { balance_after, .. } | WalletEvent::WalletDebited { balance_after, .. } => view.balance = *balance_after,
         // A hold moves no money: the balance stays (a capture's money moves in the
-        // `WalletDebited` that follows its release). The view has no `held` yet.
-        WalletEvent::WalletHoldPlaced { .. } | WalletEvent::WalletHoldReleased { .. } => {}
+        // `WalletDebited` that follows its release); only what is held changes.
+        WalletEvent::WalletHoldPlaced { held_after, .. } | WalletEvent::WalletHoldReleased { held_after, .. } => view.held = *held_after,
     }
     view.version = envelope.version;
     view.updated_at = envelope.occurred_at;
@@ -194,14 +195,25 @@ mod tests {
         for (_, e) in store.read_after(0, 100).await.unwrap() {
             project(&read, &e).await.unwrap();
             if e.event_type == "WalletHoldPlaced" {
-                assert_eq!(read.wallet(id).await.unwrap().unwrap().balance, Money::from_minor(1_000), "a hold moves no money");
+                let view = read.wallet(id).await.unwrap().unwrap();
+                assert_eq!((view.balance, view.held), (Money::from_minor(1_000), Money::from_minor(600)), "a hold moves no money, it sets some aside");
             }
         }
         let view = read.wallet(id).await.unwrap().unwrap();
-        assert_eq!((view.balance, view.version), (Money::from_minor(550), 6));
+        assert_eq!((view.balance, view.held, view.version), (Money::from_minor(550), Money::ZERO, 6), "the capture released the whole hold");
         let history = read.transactions(id, 10, None).await.unwrap();
         let lines: Vec<_> = history.iter().map(|t| (t.kind.as_str(), t.transaction_type.as_str(), t.amount.minor(), t.reference.as_str())).collect();
         assert_eq!(lines, vec![("debit", "payment", 450, "ORDER-1"), ("credit", "deposit", 1_000, INITIAL_BALANCE_REFERENCE)]);
+    }
+
+    #[test]
+    fn a_view_stored_before_holds_existed_reads_as_holding_nothing() {
+        let stored = serde_json::json!({
+            "walletId": Uuid::nil(), "ownerId": "alice", "walletType": "personal", "currency": "EGP", "kycLevel": "basic",
+            "status": "active", "balance": 500, "version": 3, "createdAt": "2026-11-21T10:00:00Z", "updatedAt": "2026-11-21T10:00:00Z"
+        });
+        let view: WalletView = serde_json::from_value(stored).unwrap();
+        assert_eq!((view.balance, view.held), (Money::from_minor(500), Money::ZERO));
     }
 
     #[tokio::test]

@@ -37,6 +37,9 @@ pub enum DomainError {
     CardExpired { card: Uuid },
     #[error("beneficiary {beneficiary} is not covered by medical card {card}")]
     BeneficiaryNotCovered { card: Uuid, beneficiary: Uuid },
+    /// A prescription is paid at most once: another claim holds it.
+    #[error("prescription {prescription} is already claimed by claim {claim}")]
+    PrescriptionAlreadyClaimed { prescription: String, claim: Uuid },
 }
 
 impl DomainError {
@@ -57,6 +60,7 @@ impl DomainError {
             DomainError::CardNotActive { .. } => "CARD_NOT_ACTIVE",
             DomainError::CardExpired { .. } => "CARD_EXPIRED",
             DomainError::BeneficiaryNotCovered { .. } => "BENEFICIARY_NOT_COVERED",
+            DomainError::PrescriptionAlreadyClaimed { .. } => "ALREADY_EXISTS",
         }
     }
 }

@@ -62,6 +62,8 @@ pub enum CreditType {
     Refund,
     TransferIn,
     Cashback,
+    /// A claim paid to a pharmacy or provider.
+    ClaimPayment,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +73,8 @@ pub enum DebitType {
     Withdrawal,
     TransferOut,
     Fee,
+    /// A claim's share paid by a card's sponsor or its patient.
+    ClaimPayment,
 }
 
 /// A movement of money in or out, as the command describes it.

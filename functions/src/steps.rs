@@ -1,8 +1,9 @@
-//! The transfer saga's Task functions: Step Functions passes the execution state,
-//! the step reads `transferId` from it and does only what is left to do.
+//! The saga Task functions (transfer and prescription claim): Step Functions passes
+//! the execution state, the step reads its saga's id from it and does only what is
+//! left to do.
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
-use shared::saga::transfer::{StepError, StepInput, StepOutcome, TransferSteps};
+use shared::saga::steps::{SagaSteps, StepError, StepOutcome};
 
 /// A step failure as Lambda reports it: `errorType` is what the state machine's
 /// `Retry`/`Catch` `ErrorEquals` match.
@@ -15,8 +16,7 @@ impl From<StepFailure> for Diagnostic {
     }
 }
 
-pub async fn run_step(steps: &TransferSteps, function: &str, event: LambdaEvent<serde_json::Value>) -> Result<StepOutcome, StepFailure> {
-    let input: StepInput = serde_json::from_value(event.payload)
-        .map_err(|e| StepFailure(StepError { error_name: "InvalidInput", message: format!("the step needs {{\"transferId\": …}}: {e}") }))?;
+pub async fn run_step<S: SagaSteps>(steps: &S, function: &str, event: LambdaEvent<serde_json::Value>) -> Result<StepOutcome, StepFailure> {
+    let input = S::input(event.payload).map_err(StepFailure)?;
     steps.run_step(function, &input).await.map_err(StepFailure)
 }

@@ -1,4 +1,5 @@
-//! The Kinesis event bus → one transfer-saga execution per `TransferInitiated`.
+//! The Kinesis event bus → one transfer-saga execution per `TransferInitiated` and one
+//! claim-saga execution per `ClaimSubmitted`, each named after its transfer or claim.
 
 use functions::aws::{Error, StepFunctions};
 use std::sync::Arc;

@@ -5,4 +5,6 @@
 //! runs the very same files and each Task is the same step handler, in process.
 
 pub mod asl;
+pub mod claim;
+pub mod steps;
 pub mod transfer;

@@ -3,17 +3,17 @@
 //! commits atomically together with the transfer event that records it. Retries,
 //! redeliveries and a resumed execution therefore never move money twice.
 
-use super::asl::{self, TaskFailure, TaskInvoker};
+use super::asl;
+pub use super::steps::{LocalSteps, SagaStarter, StepError, StepOutcome};
+use super::steps::{SagaSteps, Trigger};
 use crate::aggregate::Aggregate;
-use crate::command::{CommandContext, CommandError, CommandService, Failure, UnitOfWork};
+use crate::command::{CommandContext, CommandService, Failure, UnitOfWork};
 use crate::envelope::EventEnvelope;
 use crate::error::DomainError;
-use crate::projection::feed::FeedConsumer;
 use crate::transfer::{StartedTransfer, Transfer, TransferCommand, TransferEvent, TransferStage};
 use crate::wallet::{CreditType, DebitType, Movement, Wallet, WalletCommand};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -35,39 +35,6 @@ pub struct StepInput {
     pub transfer_id: Uuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StepOutcome {
-    /// The step's money move happened (now or on an earlier run).
-    pub accepted: bool,
-    /// The contract's transfer status after the step.
-    pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// A step that could not run (the store failed, or conflicts never settled). The
-/// state machine's Retry takes it from here; `error_name` is what `ErrorEquals` sees.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{error_name}: {message}")]
-pub struct StepError {
-    pub error_name: &'static str,
-    pub message: String,
-}
-
-impl From<CommandError> for StepError {
-    fn from(e: CommandError) -> Self {
-        let error_name = match &e {
-            CommandError::Store(_) => "StoreUnavailable",
-            CommandError::Conflict { .. } => "ConcurrencyConflict",
-            CommandError::Refused(DomainError::NotFound { .. }) => "TransferNotFound",
-            CommandError::Refused(_) => "StepRefused",
-            CommandError::IdempotencyKeyReused => "IdempotencyKeyReused",
-        };
-        StepError { error_name, message: e.to_string() }
-    }
 }
 
 pub struct TransferSteps {
@@ -221,51 +188,31 @@ fn outcome_of(transfer: &StartedTransfer) -> StepOutcome {
     StepOutcome { accepted, status: transfer.stage.status().into(), reason: transfer.failure_reason.clone() }
 }
 
-/// Invokes the steps in process, for the local ASL runner.
-pub struct LocalSteps(pub Arc<TransferSteps>);
-
 #[async_trait]
-impl TaskInvoker for LocalSteps {
-    async fn invoke(&self, resource: &str, input: serde_json::Value) -> Result<serde_json::Value, TaskFailure> {
-        let input: StepInput = serde_json::from_value(input).map_err(|e| TaskFailure { error: "InvalidInput".into(), cause: e.to_string() })?;
-        let outcome = self.0.run_step(resource, &input).await.map_err(|e| TaskFailure { error: e.error_name.into(), cause: e.message })?;
-        Ok(serde_json::to_value(outcome).expect("outcomes serialise"))
+impl SagaSteps for TransferSteps {
+    type Input = StepInput;
+    const INPUT_SHAPE: &'static str = "{\"transferId\": …}";
+
+    async fn run_step(&self, function: &str, input: &StepInput) -> Result<StepOutcome, StepError> {
+        TransferSteps::run_step(self, function, input).await
     }
 }
 
 /// Parses the transfer state machine with the local function names substituted.
 pub fn local_state_machine() -> Result<asl::StateMachine, asl::AslError> {
-    let substitutions: HashMap<String, String> = STEPS.iter().map(|(key, function)| (key.to_string(), function.to_string())).collect();
-    asl::StateMachine::parse(STATE_MACHINE, DEFINITION, &substitutions)
+    super::steps::local_state_machine(STATE_MACHINE, DEFINITION, &STEPS)
 }
 
-/// Starts the transfer saga for every `TransferInitiated` on the feed (the local
-/// counterpart of the stream-triggered starter on AWS). Starting is idempotent:
-/// the execution is named after the transfer.
-pub struct SagaStarter {
-    pub runner: Arc<asl::Runner>,
+/// Every `TransferInitiated` starts a transfer saga, named after the transfer.
+pub const TRIGGER: Trigger = Trigger { state_machine: STATE_MACHINE, consumer: "transfer-saga-starter", input: trigger_input };
+
+fn trigger_input(envelope: &EventEnvelope) -> Option<serde_json::Value> {
+    starts_saga(envelope).then(|| serde_json::to_value(start_input(envelope)).expect("inputs serialise"))
 }
 
-#[async_trait]
-impl FeedConsumer for SagaStarter {
-    fn name(&self) -> &'static str {
-        "transfer-saga-starter"
-    }
-    async fn handle(&self, envelope: &EventEnvelope) -> Result<(), String> {
-        if !starts_saga(envelope) {
-            return Ok(());
-        }
-        let input = start_input(envelope);
-        let name = envelope.aggregate_id.to_string();
-        self.runner.start(&name, serde_json::to_value(input).expect("inputs serialise")).await.map_err(|e| e.to_string())?;
-        let runner = self.runner.clone();
-        tokio::spawn(async move {
-            if let Err(e) = runner.run(&name).await {
-                tracing::warn!(execution = %name, error = %e, "transfer saga stopped; it resumes on restart");
-            }
-        });
-        Ok(())
-    }
+/// Starts the transfer saga for every `TransferInitiated` on the local feed.
+pub fn starter(runner: Arc<asl::Runner>) -> SagaStarter {
+    SagaStarter { trigger: &TRIGGER, runner }
 }
 
 /// The execution input for a transfer: its id and the correlation id of the request.

@@ -1,4 +1,4 @@
-//! `healthpay serve`: every route, the projections and the transfer saga in one
+//! `healthpay serve`: every route, the projections and the transfer and claim sagas in one
 //! process, on the embedded store (SQLite, or memory with `--in-memory`).
 
 use crate::dynamodb_stream::StreamFeed;
@@ -16,7 +16,9 @@ use shared::memory::{MemoryEventStore, MemoryExecutionStore, MemoryReadStore};
 use shared::ports::{Checkpoints, EventFeed, EventStore, ExecutionStore, ReadStore};
 use shared::projection::feed::{FeedRunner, Projections};
 use shared::saga::asl::Runner;
-use shared::saga::transfer::{self as transfer_saga, LocalSteps, SagaStarter, TransferSteps};
+use shared::saga::claim::{self as claim_saga, ClaimSteps};
+use shared::saga::steps::LocalSteps;
+use shared::saga::transfer::{self as transfer_saga, TransferSteps};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +54,13 @@ pub struct ServeArgs {
     /// Table names for `--backend dynamodb`: <prefix>-events, <prefix>-idempotency, <prefix>-read.
     #[arg(long, default_value = "healthpay", env = "HEALTHPAY_TABLE_PREFIX")]
     pub table_prefix: String,
+    /// How long a payment authorisation waits for its capture before it expires and
+    /// its hold is released (default: 7 days).
+    #[arg(long, default_value_t = 604_800, env = "HEALTHPAY_PAYMENT_EXPIRY_SECONDS")]
+    pub payment_expiry_seconds: u64,
+    /// How often the server expires the authorisations past their expiry.
+    #[arg(long, default_value_t = 30, env = "HEALTHPAY_PAYMENT_EXPIRY_SWEEP_SECONDS")]
+    pub payment_expiry_sweep_seconds: u64,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +181,10 @@ async fn open_dynamodb(args: &ServeArgs, stopping: watch::Receiver<bool>) -> Res
 
 pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let secret = secret::load_or_create(&args.data_dir).map_err(|e| format!("JWT secret: {e}"))?;
+    let payment_expiry = shared::payment_expiry::expiry_period(args.payment_expiry_seconds).map_err(|e| format!("--payment-expiry-seconds: {e}"))?;
+    if !(1..=24 * 3600).contains(&args.payment_expiry_sweep_seconds) {
+        return Err("--payment-expiry-sweep-seconds must be from 1 to 86400".into());
+    }
     let (stop, stopping) = watch::channel(false);
     let stores = open_stores(&args, stopping.clone()).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -190,30 +203,45 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let machine = Arc::new(transfer_saga::local_state_machine().map_err(|e| format!("transfer state machine: {e}"))?);
     let steps = Arc::new(TransferSteps::new(commands.clone()));
     let runner = Arc::new(Runner::new(machine, Arc::new(LocalSteps(steps)), stores.executions.clone(), clock.clone()));
-    let starter = FeedRunner::new(stores.feed.clone(), stores.checkpoints.clone(), Arc::new(SagaStarter { runner: runner.clone() }));
+    let starter = FeedRunner::new(stores.feed.clone(), stores.checkpoints.clone(), Arc::new(transfer_saga::starter(runner.clone())));
+    let claim_machine = Arc::new(claim_saga::local_state_machine().map_err(|e| format!("claim state machine: {e}"))?);
+    let claim_steps = Arc::new(ClaimSteps::new(commands.clone()));
+    let claim_runner = Arc::new(Runner::new(claim_machine, Arc::new(LocalSteps(claim_steps)), stores.executions.clone(), clock.clone()));
+    let claim_starter = FeedRunner::new(stores.feed.clone(), stores.checkpoints.clone(), Arc::new(claim_saga::starter(claim_runner.clone())));
     let projection_position = projections.position.clone();
-    metrics
-        .watch_feed(stores.feed.head(), vec![("projections".into(), projections.position.clone()), ("transfer-saga-starter".into(), starter.position.clone())]);
-    let feed_tasks = [tokio::spawn(projections.run(stopping.clone())), tokio::spawn(starter.run(stopping.clone()))];
+    metrics.watch_feed(
+        stores.feed.head(),
+        vec![
+            ("projections".into(), projections.position.clone()),
+            (transfer_saga::TRIGGER.consumer.into(), starter.position.clone()),
+            (claim_saga::TRIGGER.consumer.into(), claim_starter.position.clone()),
+        ],
+    );
+    let feed_tasks =
+        [tokio::spawn(projections.run(stopping.clone())), tokio::spawn(starter.run(stopping.clone())), tokio::spawn(claim_starter.run(stopping.clone()))];
+    let expiry_sweeper =
+        tokio::spawn(sweep_payment_expiries(commands.clone(), stores.read.clone(), Duration::from_secs(args.payment_expiry_sweep_seconds), stopping.clone()));
 
-    // Transfers a previous run left unfinished carry on from their last state.
-    let unfinished = runner.running().await.map_err(|e| format!("cannot list running sagas: {e}"))?;
-    if !unfinished.is_empty() {
-        tracing::info!(count = unfinished.len(), "resuming unfinished transfer sagas");
-    }
-    for name in unfinished {
-        let runner = runner.clone();
-        tokio::spawn(async move {
-            if let Err(e) = runner.run(&name).await {
-                tracing::warn!(execution = %name, error = %e, "transfer saga stopped; it resumes on restart");
-            }
-        });
+    // Transfers and claims a previous run left unfinished carry on from their last state.
+    for (saga, runner) in [("transfer", &runner), ("claim", &claim_runner)] {
+        let unfinished = runner.running().await.map_err(|e| format!("cannot list running {saga} sagas: {e}"))?;
+        if !unfinished.is_empty() {
+            tracing::info!(count = unfinished.len(), saga, "resuming unfinished sagas");
+        }
+        for name in unfinished {
+            let runner = runner.clone();
+            tokio::spawn(async move {
+                if let Err(e) = runner.run(&name).await {
+                    tracing::warn!(saga, execution = %name, error = %e, "saga stopped; it resumes on restart");
+                }
+            });
+        }
     }
 
     let health =
         Arc::new(Health { events: stores.events.clone(), read: stores.read.clone(), feed: stores.feed.clone(), projection_position, kind: stores.kind });
     let gateway = Arc::new(Gateway {
-        app: App { commands, read: stores.read.clone(), metrics: metrics.clone(), health },
+        app: App { commands, read: stores.read.clone(), metrics: metrics.clone(), health, payment_expiry },
         verifier: api::auth::TokenVerifier::new(&secret),
     });
     let router = router(gateway, metrics);
@@ -228,14 +256,47 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     for task in feed_tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
+    let _ = tokio::time::timeout(Duration::from_secs(5), expiry_sweeper).await;
     tracing::info!("stopped");
     Ok(())
 }
 
+/// Every `every`, expires the payment authorisations past their expiry and releases
+/// their holds (on AWS, the scheduled `payment-expiry` function does this).
+async fn sweep_payment_expiries(commands: Arc<CommandService>, read: Arc<dyn ReadStore>, every: Duration, mut stopping: watch::Receiver<bool>) {
+    const MAX_PER_SWEEP: usize = 1_000;
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopping.changed() => return,
+        }
+        if *stopping.borrow() {
+            return;
+        }
+        match shared::payment_expiry::expire_due(&commands, read.as_ref(), MAX_PER_SWEEP).await {
+            Ok(sweep) => {
+                if !sweep.expired.is_empty() || sweep.failed > 0 {
+                    tracing::info!(expired = sweep.expired.len(), skipped = sweep.skipped, failed = sweep.failed, "payment expiry sweep");
+                }
+                if sweep.more {
+                    ticks.reset_immediately();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "payment expiry sweep failed; retrying at the next tick"),
+        }
+    }
+}
+
 fn router(gateway: Arc<Gateway>, metrics: Arc<Metrics>) -> axum::Router {
     let mut router = axum::Router::new();
-    for route in Route::ALL {
-        let method = if route.method() == "GET" { MethodFilter::GET } else { MethodFilter::POST };
+    for &route in Route::ALL {
+        let method = match route.method() {
+            "GET" => MethodFilter::GET,
+            "DELETE" => MethodFilter::DELETE,
+            _ => MethodFilter::POST,
+        };
         let gateway = gateway.clone();
         let has_params = route.path().contains('{');
         router = router.route(

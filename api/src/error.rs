@@ -50,7 +50,7 @@ impl From<DomainError> for ApiError {
             DomainError::Validation(_) => 400,
             DomainError::Forbidden(_) => 403,
             DomainError::NotFound { .. } => 404,
-            DomainError::AlreadyExists { .. } => 409,
+            DomainError::AlreadyExists { .. } | DomainError::PrescriptionAlreadyClaimed { .. } => 409,
             _ => 422,
         };
         ApiError::new(status, e.code(), e.to_string())

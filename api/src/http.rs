@@ -186,7 +186,12 @@ pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> Result<Opt
 }
 
 /// Parses a unit enum from its wire name, naming the allowed values on error.
+/// Only the values `allowed` lists are accepted, even if `T` has more (a debit
+/// cannot call itself a claim payment).
 pub fn one_of<T: DeserializeOwned>(field: &str, value: &str, allowed: &str) -> Result<T, ApiError> {
-    serde_json::from_value(serde_json::Value::String(value.to_string()))
-        .map_err(|_| ApiError::validation(format!("{field} must be one of {allowed}, got {value:?}")))
+    let refused = || ApiError::validation(format!("{field} must be one of {allowed}, got {value:?}"));
+    if !allowed.split(", ").any(|a| a == value) {
+        return Err(refused());
+    }
+    serde_json::from_value(serde_json::Value::String(value.to_string())).map_err(|_| refused())
 }

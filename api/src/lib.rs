@@ -6,8 +6,11 @@
 //! Gateway would (path parameters, query string, authorizer context).
 
 pub mod auth;
+pub mod claims;
 pub mod error;
 pub mod http;
+pub mod medcards;
+pub mod payments;
 pub mod queries;
 pub mod routes;
 pub mod transfers;
@@ -47,6 +50,9 @@ pub struct App {
     pub read: Arc<dyn ReadStore>,
     pub metrics: Arc<dyn Metrics>,
     pub health: Arc<dyn HealthCheck>,
+    /// How long a payment authorisation may wait for its capture
+    /// (`shared::payment_expiry::DEFAULT_PAYMENT_EXPIRY` unless configured).
+    pub payment_expiry: chrono::Duration,
 }
 
 /// Serves one request for `route`. Never fails: every error is the contract's
@@ -97,6 +103,28 @@ async fn serve(app: &App, route: Route, incoming: &mut Incoming) -> Result<Store
         Route::GetBalance => queries::balance(app, incoming).await,
         Route::MyWallets => queries::my_wallets(app, incoming).await,
         Route::GetTransfer => queries::transfer(app, incoming).await,
+        Route::AuthorizePayment => payments::authorize(app, incoming).await,
+        Route::CapturePayment => payments::capture(app, incoming).await,
+        Route::VoidPayment => payments::void(app, incoming).await,
+        Route::RefundPayment => payments::refund(app, incoming).await,
+        Route::GetPayment => payments::get(app, incoming).await,
+        Route::IssueMedCard => medcards::issue(app, incoming).await,
+        Route::ActivateMedCard => medcards::activate(app, incoming).await,
+        Route::SuspendMedCard => medcards::suspend(app, incoming).await,
+        Route::ExpireMedCard => medcards::expire(app, incoming).await,
+        Route::AddBeneficiary => medcards::add_beneficiary(app, incoming).await,
+        Route::RemoveBeneficiary => medcards::remove_beneficiary(app, incoming).await,
+        Route::ChangeMedCardLimit => medcards::change_limit(app, incoming).await,
+        Route::GetMedCard => medcards::get(app, incoming).await,
+        Route::MedCardSpend => medcards::spend(app, incoming).await,
+        Route::MedCardClaims => claims::of_medcard(app, incoming).await,
+        Route::SubmitPrescriptionClaim => claims::submit(app, incoming).await,
+        Route::GetClaim => claims::get(app, incoming).await,
+        Route::PharmacyClaims => claims::of_pharmacy(app, incoming).await,
+        Route::SubmitInsuranceClaim => claims::submit_insurance(app, incoming).await,
+        Route::ApproveInsuranceClaim => claims::approve_insurance(app, incoming).await,
+        Route::RejectInsuranceClaim => claims::reject_insurance(app, incoming).await,
+        Route::GetInsuranceClaim => claims::get_insurance(app, incoming).await,
         Route::Health => health(app).await,
     }
 }

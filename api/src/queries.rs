@@ -13,7 +13,19 @@ use shared::wallet::{Wallet, WalletEvent};
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 200;
 
-fn ok(body: Value) -> StoredResponse {
+/// `?limit=`: 1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] if absent.
+pub fn page_limit(incoming: &Incoming) -> Result<usize, ApiError> {
+    match incoming.query("limit") {
+        None => Ok(DEFAULT_PAGE),
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| ApiError::validation(format!("limit must be an integer from 1 to {MAX_PAGE}"))),
+    }
+}
+
+pub fn ok(body: Value) -> StoredResponse {
     StoredResponse { status: 200, body: body.to_string(), headers: vec![] }
 }
 
@@ -36,6 +48,8 @@ pub fn wallet_json(view: &WalletView) -> Value {
         "kycLevel": view.kyc_level,
         "status": view.status,
         "balance": view.balance.to_json_number(),
+        "held": view.held.to_json_number(),
+        "available": shared::money::Money::from_minor(view.balance.minor() - view.held.minor()).to_json_number(),
         "version": view.version,
         "createdAt": shared::clock::rfc3339(view.created_at),
         "updatedAt": shared::clock::rfc3339(view.updated_at),
@@ -62,14 +76,7 @@ fn transaction_json(item: &TransactionItem) -> Value {
 
 /// Newest first. The cursor is the version of the last item of the previous page.
 pub async fn transactions(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
-    let limit = match incoming.query("limit") {
-        None => DEFAULT_PAGE,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=MAX_PAGE).contains(l))
-            .ok_or_else(|| ApiError::validation(format!("limit must be an integer from 1 to {MAX_PAGE}")))?,
-    };
+    let limit = page_limit(incoming)?;
     let before = match incoming.query("cursor").filter(|c| !c.is_empty()) {
         None => None,
         Some(raw) => Some(raw.parse::<u64>().map_err(|_| ApiError::validation("cursor is not one this API returned"))?),

@@ -15,11 +15,33 @@ pub enum Route {
     GetBalance,
     MyWallets,
     GetTransfer,
+    AuthorizePayment,
+    CapturePayment,
+    VoidPayment,
+    RefundPayment,
+    GetPayment,
+    IssueMedCard,
+    ActivateMedCard,
+    SuspendMedCard,
+    ExpireMedCard,
+    AddBeneficiary,
+    RemoveBeneficiary,
+    ChangeMedCardLimit,
+    GetMedCard,
+    MedCardSpend,
+    MedCardClaims,
+    SubmitPrescriptionClaim,
+    GetClaim,
+    PharmacyClaims,
+    SubmitInsuranceClaim,
+    ApproveInsuranceClaim,
+    RejectInsuranceClaim,
+    GetInsuranceClaim,
     Health,
 }
 
 impl Route {
-    pub const ALL: [Route; 13] = [
+    pub const ALL: &[Route] = &[
         Route::CreateWallet,
         Route::ActivateWallet,
         Route::SuspendWallet,
@@ -32,12 +54,47 @@ impl Route {
         Route::GetBalance,
         Route::MyWallets,
         Route::GetTransfer,
+        Route::AuthorizePayment,
+        Route::CapturePayment,
+        Route::VoidPayment,
+        Route::RefundPayment,
+        Route::GetPayment,
+        Route::IssueMedCard,
+        Route::ActivateMedCard,
+        Route::SuspendMedCard,
+        Route::ExpireMedCard,
+        Route::AddBeneficiary,
+        Route::RemoveBeneficiary,
+        Route::ChangeMedCardLimit,
+        Route::GetMedCard,
+        Route::MedCardSpend,
+        Route::MedCardClaims,
+        Route::SubmitPrescriptionClaim,
+        Route::GetClaim,
+        Route::PharmacyClaims,
+        Route::SubmitInsuranceClaim,
+        Route::ApproveInsuranceClaim,
+        Route::RejectInsuranceClaim,
+        Route::GetInsuranceClaim,
         Route::Health,
     ];
 
     pub fn method(self) -> &'static str {
         match self {
-            Route::GetWallet | Route::ListTransactions | Route::GetBalance | Route::MyWallets | Route::GetTransfer | Route::Health => "GET",
+            Route::GetWallet
+            | Route::ListTransactions
+            | Route::GetBalance
+            | Route::MyWallets
+            | Route::GetTransfer
+            | Route::GetPayment
+            | Route::GetMedCard
+            | Route::MedCardSpend
+            | Route::MedCardClaims
+            | Route::GetClaim
+            | Route::PharmacyClaims
+            | Route::GetInsuranceClaim
+            | Route::Health => "GET",
+            Route::RemoveBeneficiary => "DELETE",
             _ => "POST",
         }
     }
@@ -57,6 +114,28 @@ impl Route {
             Route::GetBalance => "/api/v2/wallets/{walletId}/balance",
             Route::MyWallets => "/api/v2/users/me/wallets",
             Route::GetTransfer => "/api/v2/transfers/{transferId}",
+            Route::AuthorizePayment => "/api/v2/commands/payments",
+            Route::CapturePayment => "/api/v2/commands/payments/{paymentId}/capture",
+            Route::VoidPayment => "/api/v2/commands/payments/{paymentId}/void",
+            Route::RefundPayment => "/api/v2/commands/payments/{paymentId}/refund",
+            Route::GetPayment => "/api/v2/payments/{paymentId}",
+            Route::IssueMedCard => "/api/v2/commands/medcards",
+            Route::ActivateMedCard => "/api/v2/commands/medcards/{medcardId}/activate",
+            Route::SuspendMedCard => "/api/v2/commands/medcards/{medcardId}/suspend",
+            Route::ExpireMedCard => "/api/v2/commands/medcards/{medcardId}/expire",
+            Route::AddBeneficiary => "/api/v2/commands/medcards/{medcardId}/beneficiaries",
+            Route::RemoveBeneficiary => "/api/v2/commands/medcards/{medcardId}/beneficiaries/{beneficiaryId}",
+            Route::ChangeMedCardLimit => "/api/v2/commands/medcards/{medcardId}/limit",
+            Route::GetMedCard => "/api/v2/medcards/{medcardId}",
+            Route::MedCardSpend => "/api/v2/medcards/{medcardId}/spend",
+            Route::MedCardClaims => "/api/v2/medcards/{medcardId}/claims",
+            Route::SubmitPrescriptionClaim => "/api/v2/commands/claims/prescriptions",
+            Route::GetClaim => "/api/v2/claims/{claimId}",
+            Route::PharmacyClaims => "/api/v2/pharmacies/{pharmacyWalletId}/claims",
+            Route::SubmitInsuranceClaim => "/api/v2/commands/insurance-claims",
+            Route::ApproveInsuranceClaim => "/api/v2/commands/insurance-claims/{claimId}/approve",
+            Route::RejectInsuranceClaim => "/api/v2/commands/insurance-claims/{claimId}/reject",
+            Route::GetInsuranceClaim => "/api/v2/insurance-claims/{claimId}",
             Route::Health => "/health",
         }
     }
@@ -76,12 +155,34 @@ impl Route {
             Route::GetBalance => "wallet.balance",
             Route::MyWallets => "user.wallets",
             Route::GetTransfer => "transfer.get",
+            Route::AuthorizePayment => "payment.authorize",
+            Route::CapturePayment => "payment.capture",
+            Route::VoidPayment => "payment.void",
+            Route::RefundPayment => "payment.refund",
+            Route::GetPayment => "payment.get",
+            Route::IssueMedCard => "medcard.issue",
+            Route::ActivateMedCard => "medcard.activate",
+            Route::SuspendMedCard => "medcard.suspend",
+            Route::ExpireMedCard => "medcard.expire",
+            Route::AddBeneficiary => "medcard.beneficiary-add",
+            Route::RemoveBeneficiary => "medcard.beneficiary-remove",
+            Route::ChangeMedCardLimit => "medcard.limit",
+            Route::GetMedCard => "medcard.get",
+            Route::MedCardSpend => "medcard.spend",
+            Route::MedCardClaims => "medcard.claims",
+            Route::SubmitPrescriptionClaim => "claim.submit",
+            Route::GetClaim => "claim.get",
+            Route::PharmacyClaims => "pharmacy.claims",
+            Route::SubmitInsuranceClaim => "insurance-claim.submit",
+            Route::ApproveInsuranceClaim => "insurance-claim.approve",
+            Route::RejectInsuranceClaim => "insurance-claim.reject",
+            Route::GetInsuranceClaim => "insurance-claim.get",
             Route::Health => "health",
         }
     }
 
     pub fn is_command(self) -> bool {
-        self.method() == "POST"
+        self.method() != "GET"
     }
 
     /// Whether the route needs a caller (everything but the health check).

@@ -12,6 +12,9 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use shared::clock::SystemClock;
 use shared::command::CommandService;
 use shared::ports::{Checkpoints, EventStore};
+use shared::saga;
+use shared::saga::claim::ClaimSteps;
+use shared::saga::steps::SagaSteps;
 use shared::saga::transfer::TransferSteps;
 use std::sync::Arc;
 use store_dynamodb::{DynamoBackend, TableNames};
@@ -49,6 +52,7 @@ pub async fn serve_route(route: api::Route) -> Result<(), Error> {
         read: backend.read.clone(),
         metrics: Arc::new(api::NoMetrics),
         health: Arc::new(DynamoHealth { events: backend.events.clone(), read: backend.read.clone() }),
+        payment_expiry: crate::payment_expiry::period_from_env()?,
     });
     lambda_http::run(lambda_http::service_fn(move |request: lambda_http::Request| {
         let app = app.clone();
@@ -70,13 +74,25 @@ pub async fn serve_route(route: api::Route) -> Result<(), Error> {
     .await
 }
 
-/// Serves one transfer-saga step, as a `lambda_runtime` function.
+/// Serves one saga step (a transfer's or a prescription claim's, by its function
+/// name), as a `lambda_runtime` function.
 pub async fn serve_step(function: &'static str) -> Result<(), Error> {
     crate::init_tracing();
-    let steps = Arc::new(TransferSteps::new(commands(&backend().await?)));
+    let is = |steps: &[(&str, &str)]| steps.iter().any(|(_, name)| *name == function);
+    if is(&saga::transfer::STEPS) {
+        run_steps(TransferSteps::new(commands(&backend().await?)), function).await
+    } else if is(&saga::claim::STEPS) {
+        run_steps(ClaimSteps::new(commands(&backend().await?)), function).await
+    } else {
+        Err(format!("no saga step is called {function}").into())
+    }
+}
+
+async fn run_steps<S: SagaSteps>(steps: S, function: &'static str) -> Result<(), Error> {
+    let steps = Arc::new(steps);
     lambda_runtime::run(lambda_runtime::service_fn(move |event| {
         let steps = steps.clone();
-        async move { crate::steps::run_step(&steps, function, event).await }
+        async move { crate::steps::run_step(steps.as_ref(), function, event).await }
     }))
     .await
 }
@@ -128,20 +144,25 @@ impl EventBus for KinesisBus {
 /// Step Functions, starting executions by name.
 pub struct StepFunctions {
     pub client: aws_sdk_sfn::Client,
-    pub state_machine_arn: String,
+    /// Each saga's state machine ARN, by the state machine name its trigger gives.
+    pub state_machine_arns: Vec<(&'static str, String)>,
 }
 
 impl StepFunctions {
     pub async fn from_env() -> Result<Self, Error> {
         let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Ok(StepFunctions { client: aws_sdk_sfn::Client::new(&config), state_machine_arn: env("TRANSFER_STATE_MACHINE_ARN")? })
+        let state_machine_arns =
+            vec![(saga::transfer::STATE_MACHINE, env("TRANSFER_STATE_MACHINE_ARN")?), (saga::claim::STATE_MACHINE, env("CLAIM_STATE_MACHINE_ARN")?)];
+        Ok(StepFunctions { client: aws_sdk_sfn::Client::new(&config), state_machine_arns })
     }
 }
 
 #[async_trait]
 impl WorkflowStarter for StepFunctions {
-    async fn start(&self, name: &str, input: &serde_json::Value) -> Result<(), String> {
-        let result = self.client.start_execution().state_machine_arn(&self.state_machine_arn).name(name).input(input.to_string()).send().await;
+    async fn start(&self, state_machine: &str, name: &str, input: &serde_json::Value) -> Result<(), String> {
+        let arn = self.state_machine_arns.iter().find(|(machine, _)| *machine == state_machine).map(|(_, arn)| arn);
+        let arn = arn.ok_or_else(|| format!("no ARN is configured for the {state_machine} state machine"))?;
+        let result = self.client.start_execution().state_machine_arn(arn).name(name).input(input.to_string()).send().await;
         match result {
             Ok(_) => Ok(()),
             // Same name, same input: this saga runs already (a redelivery).

@@ -58,10 +58,36 @@ fn every_route_is_served_by_its_function_at_its_path() {
 }
 
 #[test]
-fn the_state_machine_substitutes_every_step_function() {
+fn each_state_machine_substitutes_every_step_function_and_may_invoke_only_those() {
     let template = template();
-    for (key, binary) in shared::saga::transfer::STEPS {
-        let logical = function_block(&template, binary).trim_start().split(':').next().unwrap().to_string();
-        assert!(template.contains(&format!("        {key}: !GetAtt {logical}.Arn")), "{key} must name {logical}");
+    let sagas = [
+        ("TransferStateMachine", "statemachines/transfer.asl.json", &shared::saga::transfer::STEPS[..]),
+        ("ClaimStateMachine", "statemachines/claim.asl.json", &shared::saga::claim::STEPS[..]),
+    ];
+    for (machine, definition, steps) in sagas {
+        let block = blocks(&template).into_iter().find(|b| b.starts_with(&format!("  {machine}:\n"))).unwrap_or_else(|| panic!("no {machine}"));
+        assert!(block.contains(&format!("      DefinitionUri: {definition}\n")), "{machine}:\n{block}");
+        for (key, binary) in steps {
+            let logical = function_block(&template, binary).trim_start().split(':').next().unwrap().to_string();
+            assert!(block.contains(&format!("        {key}: !GetAtt {logical}.Arn\n")), "{machine}: {key} must name {logical}");
+            assert!(block.contains(&format!("        - LambdaInvokePolicy: {{ FunctionName: !Ref {logical} }}\n")), "{machine} must invoke {logical}");
+        }
+        assert_eq!(block.matches("!GetAtt").count(), steps.len(), "{machine} substitutes only its steps");
+        assert_eq!(block.matches("LambdaInvokePolicy").count(), steps.len(), "{machine} invokes only its steps");
+    }
+}
+
+#[test]
+fn the_saga_starter_may_start_every_saga_it_starts() {
+    let template = template();
+    let block = function_block(&template, "saga-starter");
+    for trigger in functions::saga_starter::TRIGGERS {
+        let (env, machine) = match trigger.state_machine {
+            "transfer" => ("TRANSFER_STATE_MACHINE_ARN", "TransferStateMachine"),
+            "claim" => ("CLAIM_STATE_MACHINE_ARN", "ClaimStateMachine"),
+            other => panic!("the starter starts {other}: give it its ARN"),
+        };
+        assert!(block.contains(&format!("          {env}: !Ref {machine}\n")), "{env}:\n{block}");
+        assert!(block.contains(&format!("        - StepFunctionsExecutionPolicy: {{ StateMachineName: !GetAtt {machine}.Name }}\n")), "{machine}:\n{block}");
     }
 }

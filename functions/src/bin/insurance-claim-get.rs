@@ -1,0 +1,6 @@
+//! `GET /api/v2/insurance-claims/{claimId}`, behind API Gateway (REST, Lambda proxy integration).
+
+#[tokio::main]
+async fn main() -> Result<(), functions::aws::Error> {
+    functions::aws::serve_route(api::Route::GetInsuranceClaim).await
+}

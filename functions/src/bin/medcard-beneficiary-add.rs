@@ -1,0 +1,6 @@
+//! `POST /api/v2/commands/medcards/{medcardId}/beneficiaries`, behind API Gateway (REST, Lambda proxy integration).
+
+#[tokio::main]
+async fn main() -> Result<(), functions::aws::Error> {
+    functions::aws::serve_route(api::Route::AddBeneficiary).await
+}

@@ -1,0 +1,6 @@
+//! `GET /api/v2/pharmacies/{pharmacyWalletId}/claims`, behind API Gateway (REST, Lambda proxy integration).
+
+#[tokio::main]
+async fn main() -> Result<(), functions::aws::Error> {
+    functions::aws::serve_route(api::Route::PharmacyClaims).await
+}

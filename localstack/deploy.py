@@ -11,8 +11,10 @@
    Lambda executor runs as a host process; `Architectures` becomes this host's;
    the state machine's definition is inlined), and gives the functions the JWT
    secret (see `localstack_template`).
-3. Creates (or updates) the CloudFormation stack with the SAM transform, waits for
-   it, and writes its outputs to `<state>/stack-outputs.json`.
+3. Uploads the template to an S3 bucket (CloudFormation takes at most 51,200
+   bytes inline), creates (or updates) the CloudFormation stack from it with the
+   SAM transform, waits for it, and writes its outputs to
+   `<state>/stack-outputs.json`.
 """
 
 import argparse
@@ -36,6 +38,7 @@ import localize_template  # noqa: E402  (the same rewriting the Docker deploy ho
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / "localstack" / ".state"
 ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+TEMPLATE_BUCKET = "healthpay-deploy-templates"
 
 
 def log(message):
@@ -88,18 +91,25 @@ def deploy(stack, template, secret):
     cfn = boto3.client("cloudformation", endpoint_url=ENDPOINT, config=config)
     parameters = [{"ParameterKey": "JwtSecret", "ParameterValue": secret}]
     capabilities = ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
+    # CloudFormation takes at most 51,200 bytes inline; like `sam deploy`, hand it
+    # the template through S3 instead.
+    s3 = boto3.client("s3", endpoint_url=ENDPOINT, config=config)
+    if not any(b["Name"] == TEMPLATE_BUCKET for b in s3.list_buckets().get("Buckets", [])):
+        s3.create_bucket(Bucket=TEMPLATE_BUCKET)
+    s3.put_object(Bucket=TEMPLATE_BUCKET, Key=f"{stack}.json", Body=template.encode())
+    source = {"TemplateURL": f"{ENDPOINT}/{TEMPLATE_BUCKET}/{stack}.json"}
     exists = any(s["StackName"] == stack and s["StackStatus"] != "DELETE_COMPLETE" for s in cfn.list_stacks()["StackSummaries"])
     started = time.time()
     if exists:
         log(f"updating stack {stack}")
         try:
-            cfn.update_stack(StackName=stack, TemplateBody=template, Parameters=parameters, Capabilities=capabilities)
+            cfn.update_stack(StackName=stack, **source, Parameters=parameters, Capabilities=capabilities)
         except cfn.exceptions.ClientError as e:
             if "No updates are to be performed" not in str(e):
                 raise
     else:
         log(f"creating stack {stack}")
-        cfn.create_stack(StackName=stack, TemplateBody=template, Parameters=parameters, Capabilities=capabilities)
+        cfn.create_stack(StackName=stack, **source, Parameters=parameters, Capabilities=capabilities)
     while True:
         status = cfn.describe_stacks(StackName=stack)["Stacks"][0]
         if not status["StackStatus"].endswith("_IN_PROGRESS"):

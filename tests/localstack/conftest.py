@@ -91,3 +91,29 @@ def alice(api):
 
 def aws(service):
     return boto3.client(service, endpoint_url=ENDPOINT, region_name=os.environ.get("AWS_REGION", "us-east-1"))
+
+
+def execution(state_machine_arn, name, within=30):
+    """The finished Step Functions execution `name` of a state machine."""
+    sfn = aws("stepfunctions")
+    arn = state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+    deadline = time.time() + within
+    while True:
+        try:
+            found = sfn.describe_execution(executionArn=arn)
+            if found["status"] != "RUNNING":
+                return found
+        except sfn.exceptions.ExecutionDoesNotExist:
+            pass
+        if time.time() > deadline:
+            raise AssertionError(f"execution {arn} did not finish in {within}s")
+        time.sleep(0.5)
+
+
+def event_types(stack, stream_id):
+    """The event types of one stream, in version order, read from the events table."""
+    table = stack["EventsTableName"]
+    items = aws("dynamodb").query(
+        TableName=table, KeyConditionExpression="streamId = :s", ExpressionAttributeValues={":s": {"S": stream_id}}, ConsistentRead=True
+    )["Items"]
+    return [item["eventType"]["S"] for item in sorted(items, key=lambda i: int(i["version"]["N"]))]

@@ -8,6 +8,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import conftest
 from conftest import aws
 
 
@@ -66,19 +67,7 @@ def transfer(api, token, source, destination, amount):
 
 
 def execution(stack, transfer_id, within=30):
-    sfn = aws("stepfunctions")
-    arn = stack["TransferStateMachineArn"].replace(":stateMachine:", ":execution:") + f":{transfer_id}"
-    deadline = time.time() + within
-    while True:
-        try:
-            found = sfn.describe_execution(executionArn=arn)
-            if found["status"] != "RUNNING":
-                return found
-        except sfn.exceptions.ExecutionDoesNotExist:
-            pass
-        if time.time() > deadline:
-            raise AssertionError(f"execution {arn} did not finish in {within}s")
-        time.sleep(0.5)
+    return conftest.execution(stack["TransferStateMachineArn"], transfer_id, within)
 
 
 def test_a_transfer_completes_through_step_functions(api, alice, stack):
@@ -157,5 +146,5 @@ def test_a_poisoned_record_lands_in_the_dlq_without_blocking_the_rest(api, alice
             if letter.get("data") == encoded:
                 parked[letter["consumer"]] = letter
     # Both consumers of the bus gave up on it, said why, and kept the record.
-    assert set(parked) == {"read-model-projector", "transfer-saga-starter"}, parked
+    assert set(parked) == {"read-model-projector", "saga-starter"}, parked
     assert all(letter["partitionKey"] == marker and "not an event envelope" in letter["reason"] for letter in parked.values())

@@ -1,0 +1,125 @@
+"""Payments, medical cards and prescription claims through the stack deployed to
+LocalStack: the claim saga runs in the deployed claim state machine (Step
+Functions → claim step Lambdas), every read through the deployed projector."""
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from conftest import event_types, execution
+
+ITEMS = [
+    {"drugCode": "PAN500", "drugName": "Panadol 500mg", "quantity": 2, "unitPrice": 150},
+    {"drugCode": "AMOX250", "drugName": "Amoxicillin 250mg", "quantity": 1, "unitPrice": 100},
+]
+
+
+class Scene:
+    """An insurer sponsoring a card (coverage %, monthly limit) held by a patient,
+    who is also its beneficiary, and a pharmacy."""
+
+    def __init__(self, api, patient_funds, coverage=80, limit=1000):
+        tag = uuid.uuid4()
+        self.api = api
+        self.insurer = api.token(f"insurer-{tag}", "insurer")
+        self.patient = api.token(f"patient-{tag}")
+        self.pharmacy = api.token(f"pharmacy-{tag}", "pharmacy")
+        self.admin = api.token("ops", "admin")
+        self.sponsor_wallet = api.wallet(self.insurer, funds=10000)
+        self.patient_wallet = api.wallet(self.patient, funds=patient_funds)
+        self.pharmacy_wallet = api.wallet(self.pharmacy)
+        card = {"holderId": f"patient-{tag}", "sponsorWalletId": self.sponsor_wallet, "planName": "Gold", "coveragePercent": coverage,
+                "monthlyLimit": limit, "expiresAt": "2035-01-01T00:00:00Z"}
+        self.medcard = api.expect(201, "POST", "/api/v2/commands/medcards", self.insurer, card)["medcardId"]
+        api.expect(200, "POST", f"/api/v2/commands/medcards/{self.medcard}/activate", self.insurer)
+        self.beneficiary = str(uuid.uuid4())
+        api.expect(200, "POST", f"/api/v2/commands/medcards/{self.medcard}/beneficiaries", self.patient,
+                   {"beneficiaryId": self.beneficiary, "name": "Self", "relationship": "self"})
+
+    def submit(self, prescription, items=ITEMS):
+        body = {"medcardId": self.medcard, "beneficiaryId": self.beneficiary, "prescriptionId": prescription,
+                "pharmacyWalletId": self.pharmacy_wallet, "patientWalletId": self.patient_wallet, "items": items}
+        return self.api.expect(202, "POST", "/api/v2/commands/claims/prescriptions", self.pharmacy, body)["claimId"]
+
+    def settled(self, claim):
+        return self.api.eventually(self.pharmacy, f"/api/v2/claims/{claim}", lambda c: c["status"] != "PENDING", within=60)
+
+    def balance(self, wallet):
+        return self.api.expect(200, "GET", f"/api/v2/wallets/{wallet}/balance", self.admin)["balance"]
+
+    def balances(self):
+        return tuple(self.balance(w) for w in (self.patient_wallet, self.sponsor_wallet, self.pharmacy_wallet))
+
+
+def test_a_payment_is_authorised_partly_captured_and_refunded(api):
+    payer, merchant = api.token(f"payer-{uuid.uuid4()}"), api.token(f"shop-{uuid.uuid4()}")
+    payer_wallet, merchant_wallet = api.wallet(payer, funds=500), api.wallet(merchant)
+    body = {"payerWalletId": payer_wallet, "merchantWalletId": merchant_wallet, "amount": 200, "reference": "ORDER-1"}
+    payment = api.expect(201, "POST", "/api/v2/commands/payments", payer, body)
+    assert payment["status"] == "AUTHORIZED"
+    payment_id = payment["paymentId"]
+    held = api.eventually(payer, f"/api/v2/wallets/{payer_wallet}", lambda w: w.get("held") == 200)
+    assert (held["balance"], held["available"]) == (500, 300)
+    assert api.expect(200, "POST", f"/api/v2/commands/payments/{payment_id}/capture", merchant, {"amount": 150})["status"] == "CAPTURED"
+    assert api.expect(200, "POST", f"/api/v2/commands/payments/{payment_id}/refund", merchant, {"amount": 50, "reason": "one item back"})["status"] == "PARTIALLY_REFUNDED"
+    view = api.eventually(payer, f"/api/v2/payments/{payment_id}", lambda p: p["status"] == "PARTIALLY_REFUNDED")
+    assert (view["amount"], view["capturedAmount"], view["refundedAmount"]) == (200, 150, 50)
+    payer_view = api.eventually(payer, f"/api/v2/wallets/{payer_wallet}", lambda w: w["balance"] == 400 and w["held"] == 0)
+    assert payer_view["available"] == 400
+    assert api.eventually(merchant, f"/api/v2/wallets/{merchant_wallet}", lambda w: w["balance"] == 100)
+
+
+def test_a_claim_is_approved_through_the_claim_state_machine(api, stack):
+    scene = Scene(api, patient_funds=500)
+    claim = scene.submit(f"RX-{uuid.uuid4()}")
+    done = scene.settled(claim)
+    assert (done["status"], done["totalAmount"], done["coveredAmount"], done["copaymentAmount"]) == ("APPROVED", 400, 320, 80), done
+    run = execution(stack["ClaimStateMachineArn"], claim, within=60)
+    assert run["status"] == "SUCCEEDED", run
+    assert scene.balances() == (420, 9680, 400)
+    spend = api.eventually(scene.patient, f"/api/v2/medcards/{scene.medcard}/spend", lambda s: s["claimCount"] == 1)
+    assert (spend["spent"], spend["remaining"]) == (320, 680)
+    listed = api.expect(200, "GET", f"/api/v2/pharmacies/{scene.pharmacy_wallet}/claims", scene.pharmacy)
+    assert [c["claimId"] for c in listed["items"]] == [claim]
+
+
+def test_a_claim_to_a_closed_pharmacy_is_rejected_and_every_compensation_is_in_the_events(api, stack):
+    # The saga fails at its last step (crediting the pharmacy) and undoes the
+    # sponsor debit, the copayment and the reservation, newest first.
+    scene = Scene(api, patient_funds=500)
+    api.expect(200, "POST", f"/api/v2/commands/wallets/{scene.pharmacy_wallet}/close", scene.pharmacy, {"reason": "moved"})
+    before = scene.balances()
+    claim = scene.submit(f"RX-{uuid.uuid4()}")
+    done = scene.settled(claim)
+    assert (done["status"], done["rejectionReason"]) == ("REJECTED", "WALLET_NOT_ACTIVE"), done
+    assert scene.balances() == before
+    assert event_types(stack, f"claim#{claim}") == [
+        "ClaimSubmitted", "ClaimPriced", "ClaimCoverageReserved", "ClaimCopaymentDebited", "ClaimSponsorDebited",
+        "ClaimStepFailed", "ClaimSponsorRefunded", "ClaimCopaymentRefunded", "ClaimReservationReleased", "ClaimRejected",
+    ]
+    assert execution(stack["ClaimStateMachineArn"], claim, within=60)["status"] == "SUCCEEDED"
+
+
+def test_a_claim_with_nothing_left_of_the_limit_is_rejected(api, stack):
+    scene = Scene(api, patient_funds=500, coverage=100, limit=300)
+    first = scene.submit(f"RX-{uuid.uuid4()}", [{"drugCode": "A", "drugName": "A", "quantity": 3, "unitPrice": 100}])
+    assert scene.settled(first)["status"] == "APPROVED"
+    second = scene.submit(f"RX-{uuid.uuid4()}")
+    done = scene.settled(second)
+    assert (done["status"], done["rejectionReason"]) == ("REJECTED", "LIMIT_EXCEEDED"), done
+    # Refused while pricing: nothing was reserved or paid, so nothing to undo.
+    assert event_types(stack, f"claim#{second}") == ["ClaimSubmitted", "ClaimRejected"]
+
+
+def test_two_concurrent_claims_over_the_limit_approve_exactly_one(api, stack):
+    scene = Scene(api, patient_funds=5000, coverage=100, limit=1000)
+    # Each claim alone takes the whole limit: whichever reserves first leaves the
+    # other nothing, whether it is priced before that reservation or after.
+    items = [{"drugCode": "INS100", "drugName": "Insulin", "quantity": 10, "unitPrice": 100}]
+    with ThreadPoolExecutor(2) as pool:
+        claims = list(pool.map(lambda rx: scene.submit(rx, items), [f"RX-{uuid.uuid4()}", f"RX-{uuid.uuid4()}"]))
+    outcomes = [scene.settled(c) for c in claims]
+    assert sorted(c["status"] for c in outcomes) == ["APPROVED", "REJECTED"], outcomes
+    assert [c["rejectionReason"] for c in outcomes if c["status"] == "REJECTED"] == ["LIMIT_EXCEEDED"]
+    assert scene.balances() == (5000, 9000, 1000)
+    rejected = next(c["claimId"] for c in outcomes if c["status"] == "REJECTED")
+    assert event_types(stack, f"claim#{rejected}") in (["ClaimSubmitted", "ClaimRejected"], ["ClaimSubmitted", "ClaimPriced", "ClaimRejected"])

@@ -95,8 +95,10 @@ impl ClaimSteps {
                     return Ok(outcome_of(&claim));
                 }
                 let terms = &claim.terms;
-                // The card is only read: the reservation step decides on its current version.
-                let card: MedCard = uow.peek(terms.medcard_id).await?;
+                // Loaded, not peeked: a price (or a refusal such as CARD_NOT_ACTIVE) must
+                // not rest on a stale copy, so the commit checks the card's version. The
+                // reservation step decides the limit again on the card as it is then.
+                let card: MedCard = uow.load(terms.medcard_id).await?;
                 let priced = match card.issued() {
                     None => Err(DomainError::NotFound { kind: "medcard", id: terms.medcard_id }),
                     Some(card) => card

@@ -13,7 +13,7 @@ use clap::Args;
 use shared::clock::{Clock, SystemClock};
 use shared::command::CommandService;
 use shared::memory::{MemoryEventStore, MemoryExecutionStore, MemoryReadStore};
-use shared::ports::{Checkpoints, EventFeed, EventStore, ExecutionStore, ReadStore};
+use shared::ports::{Checkpoints, EventFeed, EventStore, ExecutionStore, ReadBatches, ReadStore};
 use shared::projection::feed::{FeedRunner, Projections};
 use shared::saga::asl::Runner;
 use shared::saga::claim::{self as claim_saga, ClaimSteps};
@@ -74,7 +74,7 @@ pub enum Backend {
 struct Stores {
     events: Arc<dyn EventStore>,
     feed: Arc<dyn EventFeed>,
-    read: Arc<dyn ReadStore>,
+    read: Arc<dyn ReadBatches>,
     /// Where feed consumers keep their positions in the feed.
     checkpoints: Arc<dyn Checkpoints>,
     executions: Arc<dyn ExecutionStore>,

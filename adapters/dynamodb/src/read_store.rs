@@ -9,8 +9,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, Tr
 use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
 use shared::ports::{
-    Checkpoints, Document, DocumentViews, ExecutionRecord, ExecutionStatus, ExecutionStore, ListedPage, Listing, Saved, StoreError, TransactionHistory,
-    TransactionItem, TransferView, TransferViews, WalletView, WalletViews,
+    Checkpoints, Document, DocumentViews, ExecutionRecord, ExecutionStatus, ExecutionStore, ListedPage, Listing, ReadBatches, Saved, StoreError,
+    TransactionHistory, TransactionItem, TransferView, TransferViews, WalletView, WalletViews,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -451,6 +451,10 @@ impl DocumentViews for DynamoReadStore {
         Ok(ListedPage { documents: documents.into_iter().map(|(_, document)| document).collect(), next })
     }
 }
+
+/// One row at a time (the trait's defaults): DynamoDB has no multi-row guarded
+/// write cheaper than the rows' own.
+impl ReadBatches for DynamoReadStore {}
 
 #[async_trait]
 impl Checkpoints for DynamoReadStore {

@@ -85,141 +85,48 @@ impl ClaimSteps {
     /// refusal (`CARD_NOT_ACTIVE`, `CARD_EXPIRED`, `BENEFICIARY_NOT_COVERED`,
     /// `LIMIT_EXCEEDED` when nothing is left): nothing was done, nothing to undo.
     pub async fn price(&self, input: &StepInput) -> Result<StepOutcome, StepError> {
-        let id = input.claim_id;
-        let month = Month::of(submitted_at(self.commands.store().as_ref(), id).await?);
-        let outcome = self
-            .commands
-            .execute(&Self::context(input, "price"), async move |uow| {
-                let claim = load_started(uow, id).await?;
-                if !due(&claim, ClaimStep::Submitted) {
-                    return Ok(outcome_of(&claim));
-                }
-                let terms = &claim.terms;
-                // Loaded, not peeked: a price (or a refusal such as CARD_NOT_ACTIVE) must
-                // not rest on a stale copy, so the commit checks the card's version. The
-                // reservation step decides the limit again on the card as it is then.
-                let card: MedCard = uow.load(terms.medcard_id).await?;
-                let priced = match card.issued() {
-                    None => Err(DomainError::NotFound { kind: "medcard", id: terms.medcard_id }),
-                    Some(card) => card
-                        .ensure_covers(terms.beneficiary_id, uow.now())
-                        .and_then(|()| price(&terms.items, card.terms.coverage_percent, card.remaining(month)))
-                        .map(|priced| (priced, card.terms.coverage_percent)),
-                };
-                let next = match priced {
-                    Ok((priced, coverage_percent)) => ClaimCommand::RecordPriced { priced, coverage_percent, month },
-                    Err(refusal) => fail(&refusal),
-                };
-                Ok(outcome_of(&record_claim(uow, id, &next).await?))
-            })
-            .await?;
-        Ok(outcome)
+        let month = Month::of(submitted_at(self.commands.store().as_ref(), input.claim_id).await?);
+        self.forward(input, Forward::Price { month }).await
     }
 
     /// Reserves exactly the priced covered amount on the card, or rejects the claim
     /// with the card's refusal (`LIMIT_EXCEEDED` when less is left by now).
     pub async fn reserve_coverage(&self, input: &StepInput) -> Result<StepOutcome, StepError> {
-        let id = input.claim_id;
-        let outcome = self
-            .commands
-            .execute(&Self::context(input, "reserve-coverage"), async move |uow| {
-                let claim = load_started(uow, id).await?;
-                if !due(&claim, ClaimStep::Priced) {
-                    return Ok(outcome_of(&claim));
-                }
-                let pricing = pricing_of(&claim)?;
-                let terms = &claim.terms;
-                let card: MedCard = uow.load(terms.medcard_id).await?;
-                let reserve = MedCardCommand::Reserve {
-                    claim_id: id,
-                    beneficiary_id: terms.beneficiary_id,
-                    month: pricing.month,
-                    amount: pricing.priced.covered,
-                    now: uow.now(),
-                };
-                let next = match card.decide(&reserve) {
-                    Ok(events) => {
-                        uow.record::<MedCard>(terms.medcard_id, events);
-                        ClaimCommand::RecordCoverageReserved
-                    }
-                    Err(refusal) => fail(&refusal),
-                };
-                Ok(outcome_of(&record_claim(uow, id, &next).await?))
-            })
-            .await?;
-        Ok(outcome)
+        self.forward(input, Forward::ReserveCoverage).await
     }
 
     /// Takes the copayment from the patient's wallet, or records why it was refused
     /// (compensation then releases the reservation).
     pub async fn debit_copayment(&self, input: &StepInput) -> Result<StepOutcome, StepError> {
-        let id = input.claim_id;
-        let outcome = self
-            .commands
-            .execute(&Self::context(input, "debit-copayment"), async move |uow| {
-                let claim = load_started(uow, id).await?;
-                if !due(&claim, ClaimStep::CoverageReserved) {
-                    return Ok(outcome_of(&claim));
-                }
-                let pricing = pricing_of(&claim)?;
-                let card = card_of(uow, &claim).await?;
-                let debit = Move::debit(&claim, &card, pricing.priced.copayment, "Copayment");
-                let next = match debit.run(uow, claim.terms.patient_wallet_id).await? {
-                    Ok(()) => ClaimCommand::RecordCopaymentDebited,
-                    Err(refusal) => fail(&refusal),
-                };
-                Ok(outcome_of(&record_claim(uow, id, &next).await?))
-            })
-            .await?;
-        Ok(outcome)
+        self.forward(input, Forward::DebitCopayment).await
     }
 
     /// Takes the covered amount from the card's sponsor wallet, or records why it was
     /// refused (compensation then refunds the copayment and releases the reservation).
     pub async fn debit_sponsor(&self, input: &StepInput) -> Result<StepOutcome, StepError> {
-        let id = input.claim_id;
-        let outcome = self
-            .commands
-            .execute(&Self::context(input, "debit-sponsor"), async move |uow| {
-                let claim = load_started(uow, id).await?;
-                if !due(&claim, ClaimStep::CopaymentDebited) {
-                    return Ok(outcome_of(&claim));
-                }
-                let pricing = pricing_of(&claim)?;
-                let card = card_of(uow, &claim).await?;
-                let debit = Move::debit(&claim, &card, pricing.priced.covered, "Coverage");
-                let next = match debit.run(uow, card.terms.sponsor_wallet_id).await? {
-                    Ok(()) => ClaimCommand::RecordSponsorDebited,
-                    Err(refusal) => fail(&refusal),
-                };
-                Ok(outcome_of(&record_claim(uow, id, &next).await?))
-            })
-            .await?;
-        Ok(outcome)
+        self.forward(input, Forward::DebitSponsor).await
     }
 
     /// Gives the pharmacy the total, confirms the card's reservation and approves the
     /// claim, all in one commit; or records why the pharmacy's wallet refused it
     /// (compensation then undoes every earlier step).
     pub async fn credit_pharmacy(&self, input: &StepInput) -> Result<StepOutcome, StepError> {
+        self.forward(input, Forward::CreditPharmacy).await
+    }
+
+    /// Runs a forward step in one commit: if the claim is where the step starts, the
+    /// step's move and the claim event recording it (the step done, or `Fail` with
+    /// the refusal); otherwise the step was done already and nothing changes.
+    async fn forward(&self, input: &StepInput, step: Forward) -> Result<StepOutcome, StepError> {
         let id = input.claim_id;
         let outcome = self
             .commands
-            .execute(&Self::context(input, "credit-pharmacy"), async move |uow| {
+            .execute(&Self::context(input, step.name()), async move |uow| {
                 let claim = load_started(uow, id).await?;
-                if !due(&claim, ClaimStep::SponsorDebited) {
+                if !due(&claim, step.from()) {
                     return Ok(outcome_of(&claim));
                 }
-                let pricing = pricing_of(&claim)?;
-                let card = card_of(uow, &claim).await?;
-                let credit = Move::credit(&claim, &card, pricing.priced.total, CreditType::TransferIn, "Payment");
-                let next = match credit.run(uow, claim.terms.pharmacy_wallet_id).await? {
-                    Ok(()) => {
-                        uow.handle::<MedCard>(claim.terms.medcard_id, &MedCardCommand::ConfirmReservation { claim_id: id }).await?;
-                        ClaimCommand::RecordPharmacyCredited
-                    }
-                    Err(refusal) => fail(&refusal),
-                };
+                let next = step.act(uow, &claim).await?;
                 Ok(outcome_of(&record_claim(uow, id, &next).await?))
             })
             .await?;
@@ -292,6 +199,101 @@ impl SagaSteps for ClaimSteps {
     }
 }
 
+/// The claim saga's forward steps, in order.
+#[derive(Debug, Clone, Copy)]
+enum Forward {
+    /// Priced against the limit of the month the claim was submitted in.
+    Price {
+        month: Month,
+    },
+    ReserveCoverage,
+    DebitCopayment,
+    DebitSponsor,
+    CreditPharmacy,
+}
+
+impl Forward {
+    fn name(self) -> &'static str {
+        match self {
+            Forward::Price { .. } => "price",
+            Forward::ReserveCoverage => "reserve-coverage",
+            Forward::DebitCopayment => "debit-copayment",
+            Forward::DebitSponsor => "debit-sponsor",
+            Forward::CreditPharmacy => "credit-pharmacy",
+        }
+    }
+
+    /// Where the claim must be for the step to run.
+    fn from(self) -> ClaimStep {
+        match self {
+            Forward::Price { .. } => ClaimStep::Submitted,
+            Forward::ReserveCoverage => ClaimStep::Priced,
+            Forward::DebitCopayment => ClaimStep::CoverageReserved,
+            Forward::DebitSponsor => ClaimStep::CopaymentDebited,
+            Forward::CreditPharmacy => ClaimStep::SponsorDebited,
+        }
+    }
+
+    /// Does the step's move in `uow` and says what to record on the claim: the step
+    /// done, or `Fail` with the refusal that stopped it (nothing moved then).
+    async fn act(self, uow: &mut UnitOfWork<'_>, claim: &StartedClaim) -> Result<ClaimCommand, Failure> {
+        let terms = &claim.terms;
+        let done = match self {
+            Forward::Price { month } => {
+                // Loaded, not peeked: a price (or a refusal such as CARD_NOT_ACTIVE) must
+                // not rest on a stale copy, so the commit checks the card's version. The
+                // reservation step decides the limit again on the card as it is then.
+                let card: MedCard = uow.load(terms.medcard_id).await?;
+                let priced = match card.issued() {
+                    None => Err(DomainError::NotFound { kind: "medcard", id: terms.medcard_id }),
+                    Some(card) => card
+                        .ensure_covers(terms.beneficiary_id, uow.now())
+                        .and_then(|()| price(&terms.items, card.terms.coverage_percent, card.remaining(month)))
+                        .map(|priced| (priced, card.terms.coverage_percent)),
+                };
+                priced.map(|(priced, coverage_percent)| ClaimCommand::RecordPriced { priced, coverage_percent, month })
+            }
+            Forward::ReserveCoverage => {
+                let pricing = pricing_of(claim)?;
+                let card: MedCard = uow.load(terms.medcard_id).await?;
+                let reserve = MedCardCommand::Reserve {
+                    claim_id: terms.claim_id,
+                    beneficiary_id: terms.beneficiary_id,
+                    month: pricing.month,
+                    amount: pricing.priced.covered,
+                    now: uow.now(),
+                };
+                card.decide(&reserve).map(|events| {
+                    uow.record::<MedCard>(terms.medcard_id, events);
+                    ClaimCommand::RecordCoverageReserved
+                })
+            }
+            Forward::DebitCopayment => {
+                let (pricing, card) = (pricing_of(claim)?, card_of(uow, claim).await?);
+                let debit = Move::debit(claim, &card, pricing.priced.copayment, "Copayment");
+                debit.run(uow, terms.patient_wallet_id).await?.map(|()| ClaimCommand::RecordCopaymentDebited)
+            }
+            Forward::DebitSponsor => {
+                let (pricing, card) = (pricing_of(claim)?, card_of(uow, claim).await?);
+                let debit = Move::debit(claim, &card, pricing.priced.covered, "Coverage");
+                debit.run(uow, card.terms.sponsor_wallet_id).await?.map(|()| ClaimCommand::RecordSponsorDebited)
+            }
+            Forward::CreditPharmacy => {
+                let (pricing, card) = (pricing_of(claim)?, card_of(uow, claim).await?);
+                let credit = Move::credit(claim, &card, pricing.priced.total, "Payment");
+                match credit.run(uow, terms.pharmacy_wallet_id).await? {
+                    Ok(()) => {
+                        uow.handle::<MedCard>(terms.medcard_id, &MedCardCommand::ConfirmReservation { claim_id: terms.claim_id }).await?;
+                        Ok(ClaimCommand::RecordPharmacyCredited)
+                    }
+                    Err(refusal) => Err(refusal),
+                }
+            }
+        };
+        Ok(done.unwrap_or_else(|refusal| fail(&refusal)))
+    }
+}
+
 /// One of the claim's money moves on one wallet. A zero amount (full or no
 /// coverage) moves nothing and is not refused: the step is recorded all the same.
 struct Move {
@@ -311,12 +313,12 @@ impl Move {
 
     fn debit(claim: &StartedClaim, card: &IssuedCard, amount: Money, what: &str) -> Move {
         let description = format!("{what} of claim {} for prescription {}", claim.terms.claim_id, claim.terms.prescription_id);
-        Move { command: Self::movement(claim, card, amount, DebitType::Payment, description).map(WalletCommand::Debit) }
+        Move { command: Self::movement(claim, card, amount, DebitType::ClaimPayment, description).map(WalletCommand::Debit) }
     }
 
-    fn credit(claim: &StartedClaim, card: &IssuedCard, amount: Money, kind: CreditType, what: &str) -> Move {
+    fn credit(claim: &StartedClaim, card: &IssuedCard, amount: Money, what: &str) -> Move {
         let description = format!("{what} of claim {} for prescription {}", claim.terms.claim_id, claim.terms.prescription_id);
-        Move { command: Self::movement(claim, card, amount, kind, description).map(WalletCommand::Credit) }
+        Move { command: Self::movement(claim, card, amount, CreditType::ClaimPayment, description).map(WalletCommand::Credit) }
     }
 
     fn refund(claim: &StartedClaim, card: &IssuedCard, amount: Money, what: &str) -> Move {

@@ -174,3 +174,12 @@ pub(crate) fn time_key(t: &DateTime<Utc>) -> String {
 pub(crate) fn corrupt(row: impl FnOnce() -> String) -> impl FnOnce(serde_json::Error) -> StoreError {
     move |e| StoreError::new(format!("sqlite: corrupt {}: {e}", row()))
 }
+
+/// Runs `work` in one write transaction (`BEGIN IMMEDIATE`): committed if it
+/// succeeds, rolled back (when the transaction is dropped) if it fails.
+pub(crate) fn in_write_transaction<T>(conn: &Connection, doing: &str, work: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let transaction = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate).or_store(doing)?;
+    let value = work(&transaction)?;
+    transaction.commit().or_store(doing)?;
+    Ok(value)
+}

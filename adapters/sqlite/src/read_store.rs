@@ -2,7 +2,7 @@
 //! feed checkpoints on SQLite. Every view is stored as JSON next to the columns the
 //! queries and the version guard need.
 
-use crate::common::{corrupt, from_sql_int, sql_limit, time_key, to_sql_int, Db, OrStore, Synchronous};
+use crate::common::{corrupt, from_sql_int, in_write_transaction, sql_limit, time_key, to_sql_int, Db, OrStore, Synchronous};
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 use shared::ports::{
@@ -296,7 +296,9 @@ impl ReadBatches for SqliteReadStore {
         let (wallet_ids, transfer_ids) = (wallet_ids.to_vec(), transfer_ids.to_vec());
         self.db
             .read(move |conn| {
-                conn.execute_batch("BEGIN").or_store("beginning a read transaction")?;
+                // One snapshot for the whole batch; dropping it ends it (nothing to commit).
+                let snapshot = conn.unchecked_transaction().or_store("beginning a read transaction")?;
+                let conn = &*snapshot;
                 let read = (|| {
                     let mut wallets = Vec::with_capacity(wallet_ids.len());
                     let mut stmt = conn.prepare_cached("SELECT view FROM wallet_views WHERE wallet_id = ?1").or_store("preparing")?;
@@ -316,7 +318,6 @@ impl ReadBatches for SqliteReadStore {
                     }
                     Ok((wallets, transfers))
                 })();
-                let _ = conn.execute_batch("COMMIT");
                 read
             })
             .await
@@ -338,27 +339,15 @@ impl ReadBatches for SqliteReadStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.db
             .write(move |conn| {
-                conn.execute_batch("BEGIN IMMEDIATE").or_store("beginning a batch")?;
-                let written = rows
-                    .iter()
-                    .map(|row| match row {
-                        Row::Wallet(row) => row.save(conn).map(Some),
-                        Row::Transaction(row) => row.save(conn).map(|()| None),
-                        Row::Transfer(row) => row.save(conn).map(Some),
-                    })
-                    .collect::<Result<Vec<_>, StoreError>>();
-                match written {
-                    Ok(saved) => {
-                        conn.execute_batch("COMMIT").or_store("committing a batch")?;
-                        Ok(saved)
-                    }
-                    Err(e) => {
-                        if !conn.is_autocommit() {
-                            let _ = conn.execute_batch("ROLLBACK");
-                        }
-                        Err(e)
-                    }
-                }
+                in_write_transaction(conn, "writing a batch", |conn| {
+                    rows.iter()
+                        .map(|row| match row {
+                            Row::Wallet(row) => row.save(conn).map(Some),
+                            Row::Transaction(row) => row.save(conn).map(|()| None),
+                            Row::Transfer(row) => row.save(conn).map(Some),
+                        })
+                        .collect::<Result<Vec<_>, StoreError>>()
+                })
             })
             .await
     }
@@ -403,8 +392,7 @@ impl DocumentViews for SqliteReadStore {
         let listings = serde_json::to_string(&pairs).map_err(|e| StoreError::new(format!("encoding listings: {e}")))?;
         self.db
             .write(move |conn| {
-                conn.execute_batch("BEGIN IMMEDIATE").or_store("beginning a document save")?;
-                let saved = (|| {
+                in_write_transaction(conn, "saving a document", |conn| {
                     let stored: Option<i64> = conn
                         .prepare_cached("SELECT version FROM documents WHERE kind = ?1 AND id = ?2")
                         .and_then(|mut stmt| stmt.query_row([&kind, &id], |row| row.get(0)).optional())
@@ -428,19 +416,7 @@ impl DocumentViews for SqliteReadStore {
                         insert.execute(params![kind, list, sort_key, id]).or_store("saving a listing")?;
                     }
                     Ok(Saved::Written)
-                })();
-                match saved {
-                    Ok(saved) => {
-                        conn.execute_batch("COMMIT").or_store("committing a document save")?;
-                        Ok(saved)
-                    }
-                    Err(e) => {
-                        if !conn.is_autocommit() {
-                            let _ = conn.execute_batch("ROLLBACK");
-                        }
-                        Err(e)
-                    }
-                }
+                })
             })
             .await
     }

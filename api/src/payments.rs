@@ -302,9 +302,9 @@ mod tests {
     use shared::clock::ManualClock;
     use shared::command::{CommandContext, CommandService};
     use shared::memory::{MemoryEventStore, MemoryReadStore};
-    use shared::money::{Currency, Money};
+    use shared::money::Money;
     use shared::ports::EventFeed;
-    use shared::wallet::{KycLevel, WalletType};
+
     use std::collections::HashMap;
     use std::sync::Arc;
 
@@ -332,14 +332,7 @@ mod tests {
         let commands = Arc::new(CommandService::new(events.clone(), clock.clone()));
         let (payer, merchant) = (Uuid::now_v7(), Uuid::now_v7());
         for (id, owner, funds) in [(payer, "alice", 100_000), (merchant, "shop", 0)] {
-            let create = WalletCommand::Create {
-                wallet_id: id,
-                owner_id: owner.into(),
-                wallet_type: WalletType::Personal,
-                currency: Currency::egp(),
-                kyc_level: KycLevel::Basic,
-                initial_balance: Money::from_minor(funds),
-            };
+            let create = WalletCommand::open_personal(id, owner, Money::from_minor(funds));
             for command in [create, WalletCommand::Activate] {
                 commands.execute(&CommandContext::new(owner, "seed"), async |uow| uow.handle::<Wallet>(id, &command).await).await.unwrap();
             }

@@ -40,14 +40,7 @@ async fn seeded() -> Seeded {
     let ctx = CommandContext::new("alice", "seed");
     for (id, balance, active) in [(W, 100_000, true), (W2, 0, true), (P, 0, false), (Z, 0, true)] {
         let id = Uuid::parse_str(id).unwrap();
-        let create = WalletCommand::Create {
-            wallet_id: id,
-            owner_id: "alice".into(),
-            wallet_type: WalletType::Personal,
-            currency: Currency::egp(),
-            kyc_level: KycLevel::Basic,
-            initial_balance: Money::from_minor(balance),
-        };
+        let create = WalletCommand::open_personal(id, "alice", Money::from_minor(balance));
         commands.execute(&ctx, async move |uow| uow.handle::<Wallet>(id, &create).await).await.unwrap();
         if active {
             commands.execute(&ctx, async move |uow| uow.handle::<Wallet>(id, &WalletCommand::Activate).await).await.unwrap();

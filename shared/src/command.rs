@@ -424,7 +424,7 @@ mod tests {
     use super::*;
     use crate::clock::SystemClock;
     use crate::memory::MemoryEventStore;
-    use crate::money::{Currency, Money};
+    use crate::money::Money;
     use crate::wallet::*;
 
     fn service() -> Arc<CommandService> {
@@ -444,14 +444,7 @@ mod tests {
     async fn funded_wallet(service: &CommandService, minor: i64) -> Uuid {
         let id = Uuid::now_v7();
         let ctx = CommandContext::new("alice", "c");
-        let create = WalletCommand::Create {
-            wallet_id: id,
-            owner_id: "alice".into(),
-            wallet_type: WalletType::Personal,
-            currency: Currency::egp(),
-            kyc_level: KycLevel::Basic,
-            initial_balance: Money::from_minor(minor),
-        };
+        let create = WalletCommand::open_personal(id, "alice", Money::from_minor(minor));
         service.execute(&ctx, async |uow| uow.handle::<Wallet>(id, &create).await).await.unwrap();
         service.execute(&ctx, async |uow| uow.handle::<Wallet>(id, &WalletCommand::Activate).await).await.unwrap();
         id

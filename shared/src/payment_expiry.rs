@@ -117,7 +117,7 @@ mod tests {
     use crate::payment::PaymentTerms;
     use crate::ports::{EventFeed, EventStore, WalletViews};
     use crate::projection::project;
-    use crate::wallet::{KycLevel, WalletType};
+
     use chrono::{TimeZone, Utc};
     use std::sync::Arc;
 
@@ -139,14 +139,7 @@ mod tests {
             let (payer, merchant) = (Uuid::now_v7(), Uuid::now_v7());
             let world = World { store, read: MemoryReadStore::default(), clock, commands, payer, merchant, projected: 0 };
             for (id, owner) in [(payer, "alice"), (merchant, "shop")] {
-                let create = WalletCommand::Create {
-                    wallet_id: id,
-                    owner_id: owner.into(),
-                    wallet_type: WalletType::Personal,
-                    currency: Currency::egp(),
-                    kyc_level: KycLevel::Basic,
-                    initial_balance: Money::from_minor(10_000),
-                };
+                let create = WalletCommand::open_personal(id, owner, Money::from_minor(10_000));
                 world.wallet(id, create).await;
                 world.wallet(id, WalletCommand::Activate).await;
             }

@@ -231,6 +231,21 @@ impl Wallet {
     }
 }
 
+impl WalletCommand {
+    /// Opens a personal EGP wallet with basic KYC: the wallet tests, samples and
+    /// benchmarks start from.
+    pub fn open_personal(wallet_id: Uuid, owner_id: &str, initial_balance: Money) -> WalletCommand {
+        WalletCommand::Create {
+            wallet_id,
+            owner_id: owner_id.to_string(),
+            wallet_type: WalletType::Personal,
+            currency: Currency::egp(),
+            kyc_level: KycLevel::Basic,
+            initial_balance,
+        }
+    }
+}
+
 impl Aggregate for Wallet {
     const TYPE: &'static str = "wallet";
     type Command = WalletCommand;

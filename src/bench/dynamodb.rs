@@ -30,7 +30,7 @@ use bench_kit::report::{markdown_table, micros, phase_report, rate, ratio, thous
 use clap::{Args, ValueEnum};
 use shared::clock::SystemClock;
 use shared::command::{CommandContext, CommandError, CommandService};
-use shared::money::{Currency, Money};
+use shared::money::Money;
 use shared::wallet::*;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -310,14 +310,7 @@ impl BenchClient for Opener {
     async fn call(&mut self) -> Outcome {
         let Some(id) = self.ids.pop() else { return Outcome::Done };
         let ctx = CommandContext::new("bench", "bench-setup");
-        let create = WalletCommand::Create {
-            wallet_id: id,
-            owner_id: "bench".into(),
-            wallet_type: WalletType::Personal,
-            currency: Currency::egp(),
-            kyc_level: KycLevel::Basic,
-            initial_balance: Money::from_minor(100_000_000_000),
-        };
+        let create = WalletCommand::open_personal(id, "bench", Money::from_minor(100_000_000_000));
         for command in [create, WalletCommand::Activate] {
             if let Err(e) = service_handle(&self.service, &ctx, id, command).await {
                 return Outcome::Failed(e);

@@ -6,7 +6,7 @@ use shared::clock::SystemClock;
 use shared::command::{CommandContext, CommandService};
 use shared::envelope::EventEnvelope;
 use shared::memory::{MemoryEventStore, MemoryReadStore};
-use shared::money::{Currency, Money};
+use shared::money::Money;
 use shared::ports::*;
 use shared::projection::batch::project_batch;
 use shared::projection::{project, Projected};
@@ -32,14 +32,7 @@ async fn a_feed(wallets: usize, movements: usize) -> (Vec<EventEnvelope>, Vec<Uu
     let ctx = CommandContext::new("alice", "c");
     let ids: Vec<Uuid> = (0..wallets).map(|_| Uuid::now_v7()).collect();
     for id in &ids {
-        let create = WalletCommand::Create {
-            wallet_id: *id,
-            owner_id: "alice".into(),
-            wallet_type: WalletType::Personal,
-            currency: Currency::egp(),
-            kyc_level: KycLevel::Basic,
-            initial_balance: Money::from_minor(100_000),
-        };
+        let create = WalletCommand::open_personal(*id, "alice", Money::from_minor(100_000));
         for command in [create, WalletCommand::Activate] {
             service.execute(&ctx, async |uow| uow.handle::<Wallet>(*id, &command).await).await.unwrap();
         }

@@ -264,14 +264,7 @@ mod tests {
             service.execute(&ctx, async |uow| uow.handle::<Wallet>(id, &command).await).await.unwrap();
         };
         for id in [a, b] {
-            let create = WalletCommand::Create {
-                wallet_id: id,
-                owner_id: "alice".into(),
-                wallet_type: WalletType::Personal,
-                currency: Currency::egp(),
-                kyc_level: KycLevel::Basic,
-                initial_balance: Money::from_minor(10_000),
-            };
+            let create = WalletCommand::open_personal(id, "alice", Money::from_minor(10_000));
             wallet(id, create).await;
             wallet(id, WalletCommand::Activate).await;
         }

@@ -192,8 +192,8 @@ mod tests {
     use crate::clock::SystemClock;
     use crate::command::{CommandContext, CommandService};
     use crate::memory::{MemoryEventStore, MemoryReadStore};
-    use crate::money::{Currency, Money};
-    use crate::wallet::{KycLevel, Wallet, WalletCommand, WalletType};
+    use crate::money::Money;
+    use crate::wallet::{Wallet, WalletCommand};
     use std::sync::Mutex;
     use uuid::Uuid;
 
@@ -229,14 +229,7 @@ mod tests {
         let mut expected = vec![];
         for _ in 0..3 {
             let id = Uuid::now_v7();
-            let create = WalletCommand::Create {
-                wallet_id: id,
-                owner_id: "alice".into(),
-                wallet_type: WalletType::Personal,
-                currency: Currency::egp(),
-                kyc_level: KycLevel::Basic,
-                initial_balance: Money::from_minor(100),
-            };
+            let create = WalletCommand::open_personal(id, "alice", Money::from_minor(100));
             commands.execute(&ctx, async |uow| uow.handle::<Wallet>(id, &create).await).await.unwrap();
             commands.execute(&ctx, async |uow| uow.handle::<Wallet>(id, &WalletCommand::Activate).await).await.unwrap();
             expected.extend([(id, 1), (id, 2), (id, 3)]);
@@ -261,14 +254,7 @@ mod tests {
         let store = Arc::new(MemoryEventStore::default());
         let commands = CommandService::new(store.clone(), Arc::new(SystemClock));
         let id = Uuid::now_v7();
-        let create = WalletCommand::Create {
-            wallet_id: id,
-            owner_id: "alice".into(),
-            wallet_type: WalletType::Personal,
-            currency: Currency::egp(),
-            kyc_level: KycLevel::Basic,
-            initial_balance: Money::from_minor(100),
-        };
+        let create = WalletCommand::open_personal(id, "alice", Money::from_minor(100));
         commands.execute(&CommandContext::new("alice", "c"), async |uow| uow.handle::<Wallet>(id, &create).await).await.unwrap();
         let mut events: Vec<EventEnvelope> = store.read_after(0, 10).await.unwrap().into_iter().map(|(_, e)| e).collect();
         let mut unreadable = events[0].clone();

@@ -440,7 +440,7 @@ mod tests {
     use crate::memory::{MemoryEventStore, MemoryExecutionStore};
     use crate::money::Currency;
     use crate::ports::ExecutionStatus;
-    use crate::wallet::{KycLevel, WalletType};
+
     use chrono::TimeZone;
     use serde_json::json;
 
@@ -536,14 +536,7 @@ mod tests {
 
         async fn wallet(&self, minor: i64, active: bool) -> Uuid {
             let id = Uuid::now_v7();
-            let create = WalletCommand::Create {
-                wallet_id: id,
-                owner_id: "alice".into(),
-                wallet_type: WalletType::Personal,
-                currency: Currency::egp(),
-                kyc_level: KycLevel::Basic,
-                initial_balance: Money::from_minor(minor),
-            };
+            let create = WalletCommand::open_personal(id, "alice", Money::from_minor(minor));
             self.run::<Wallet>(id, create).await;
             if active {
                 self.run::<Wallet>(id, WalletCommand::Activate).await;

@@ -233,7 +233,6 @@ mod tests {
     use crate::money::{Currency, Money};
     use crate::ports::ExecutionStatus;
     use crate::transfer::TransferTerms;
-    use crate::wallet::{KycLevel, WalletType};
 
     struct Fixture {
         commands: Arc<CommandService>,
@@ -253,14 +252,7 @@ mod tests {
 
         async fn wallet(&self, minor: i64, active: bool) -> Uuid {
             let id = Uuid::now_v7();
-            let create = WalletCommand::Create {
-                wallet_id: id,
-                owner_id: "alice".into(),
-                wallet_type: WalletType::Personal,
-                currency: Currency::egp(),
-                kyc_level: KycLevel::Basic,
-                initial_balance: Money::from_minor(minor),
-            };
+            let create = WalletCommand::open_personal(id, "alice", Money::from_minor(minor));
             self.run(create, id).await;
             if active {
                 self.run(WalletCommand::Activate, id).await;

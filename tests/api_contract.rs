@@ -225,6 +225,9 @@ fn bad_input_gets_a_400_with_the_error_body_and_never_a_500() {
         r#"{"amount": 1, "transactionType": "gift", "reference": "r"}"#,
         r#"{"amount": 1, "transactionType": "payment", "reference": "   "}"#,
         r#"{"amount": 1, "transactionType": "deposit", "reference": "r"}"#,
+        // Types the ledger writes itself, never a caller.
+        r#"{"amount": 1, "transactionType": "claim_payment", "reference": "r"}"#,
+        r#"{"amount": 1, "transactionType": "payment_refund", "reference": "r"}"#,
         r#"[1, 2]"#,
     ];
     for body in bad_bodies {

@@ -101,7 +101,7 @@ fn authorise_capture_part_and_refund_in_two_parts_moves_each_cent_once() {
     assert_eq!(lines, expected);
     let merchant_history = server.get(&shop, &format!("/api/v2/wallets/{merchant}/transactions")).expect(200).clone();
     let kinds: Vec<_> = merchant_history["items"].as_array().unwrap().iter().map(|i| i["transactionType"].as_str().unwrap().to_string()).collect();
-    assert_eq!(kinds, ["transfer_out", "transfer_out", "transfer_in"]);
+    assert_eq!(kinds, ["payment_refund", "payment_refund", "payment_received"]);
 }
 
 #[test]

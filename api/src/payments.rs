@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use shared::aggregate::Aggregate;
 use shared::command::{Failure, UnitOfWork};
 use shared::error::DomainError;
+use shared::money::Money;
 use shared::payment::{Payment, PaymentCommand, PaymentEvent, PaymentTerms, StartedPayment};
 use shared::ports::StoredResponse;
 use shared::projection::payment::PaymentView;
@@ -121,13 +122,7 @@ pub async fn capture(app: &App, incoming: &Incoming) -> Result<StoredResponse, A
             let capture_hold =
                 WalletCommand::CaptureHold { hold_id: payment_id, amount, reference: terms.reference.clone(), description: terms.description.clone() };
             uow.handle::<Wallet>(terms.payer_wallet_id, &capture_hold).await?;
-            let credit = Movement {
-                amount,
-                transaction_type: CreditType::TransferIn,
-                reference: terms.reference.clone(),
-                description: terms.description.clone(),
-                currency: Some(terms.currency.clone()),
-            };
+            let credit = movement(terms, amount, CreditType::PaymentReceived, terms.description.clone());
             uow.handle::<Wallet>(terms.merchant_wallet_id, &WalletCommand::Credit(credit)).await?;
             let mut body = command_body(uow, &after);
             body["releasedAmount"] = released.to_json_number();
@@ -179,23 +174,11 @@ pub async fn refund(app: &App, incoming: &Incoming) -> Result<StoredResponse, Ap
             let events = payment.decide(&PaymentCommand::Refund { amount: requested, reason: reason.clone() })?;
             let Some(PaymentEvent::PaymentRefunded { amount, .. }) = events.first().cloned() else { unreachable!("a refund decides PaymentRefunded") };
             let after = uow.record::<Payment>(payment_id, events);
-            let debit = Movement {
-                amount,
-                transaction_type: DebitType::TransferOut,
-                reference: terms.reference.clone(),
-                description: Some(reason.clone()),
-                currency: Some(terms.currency.clone()),
-            };
+            let debit = movement(terms, amount, DebitType::PaymentRefund, Some(reason.clone()));
             uow.handle::<Wallet>(terms.merchant_wallet_id, &WalletCommand::Debit(debit)).await?;
             // Like a saga's compensation, a refund also reaches a suspended payer: a
             // suspension must not keep the payer's own money away.
-            let credit = Movement {
-                amount,
-                transaction_type: CreditType::Refund,
-                reference: terms.reference.clone(),
-                description: Some(reason.clone()),
-                currency: Some(terms.currency.clone()),
-            };
+            let credit = movement(terms, amount, CreditType::Refund, Some(reason.clone()));
             uow.handle::<Wallet>(terms.payer_wallet_id, &WalletCommand::ReturnFunds(credit)).await?;
             let mut body = command_body(uow, &after);
             body["refundAmount"] = amount.to_json_number();
@@ -277,6 +260,11 @@ async fn merchant_may(caller: &Caller, uow: &UnitOfWork<'_>, terms: &PaymentTerm
 }
 
 /// A payment command's success body, in the shape of the wallet commands'.
+/// A movement of the payment's money, under its reference and in its currency.
+fn movement<T>(terms: &PaymentTerms, amount: Money, transaction_type: T, description: Option<String>) -> Movement<T> {
+    Movement { amount, transaction_type, reference: terms.reference.clone(), description, currency: Some(terms.currency.clone()) }
+}
+
 fn command_body(uow: &UnitOfWork, payment: &Payment) -> Value {
     let p = payment.started().expect("a command's payment exists");
     json!({
@@ -302,7 +290,6 @@ mod tests {
     use shared::clock::ManualClock;
     use shared::command::{CommandContext, CommandService};
     use shared::memory::{MemoryEventStore, MemoryReadStore};
-    use shared::money::Money;
     use shared::ports::EventFeed;
 
     use std::collections::HashMap;

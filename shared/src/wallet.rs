@@ -64,6 +64,8 @@ pub enum CreditType {
     Cashback,
     /// A claim paid to a pharmacy or provider.
     ClaimPayment,
+    /// A captured card-style payment, on the merchant's side.
+    PaymentReceived,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +77,8 @@ pub enum DebitType {
     Fee,
     /// A claim's share paid by a card's sponsor or its patient.
     ClaimPayment,
+    /// A refunded card-style payment, on the merchant's side.
+    PaymentRefund,
 }
 
 /// A movement of money in or out, as the command describes it.

@@ -76,10 +76,23 @@ def test_a_claim_is_approved_through_the_claim_state_machine(api, stack):
     run = execution(stack["ClaimStateMachineArn"], claim, within=60)
     assert run["status"] == "SUCCEEDED", run
     assert scene.balances() == (420, 9680, 400)
+    assert sum(scene.balances()) == 500 + 10000, "money is conserved"
     spend = api.eventually(scene.patient, f"/api/v2/medcards/{scene.medcard}/spend", lambda s: s["claimCount"] == 1)
     assert (spend["spent"], spend["remaining"]) == (320, 680)
     listed = api.expect(200, "GET", f"/api/v2/pharmacies/{scene.pharmacy_wallet}/claims", scene.pharmacy)
     assert [c["claimId"] for c in listed["items"]] == [claim]
+
+
+def test_a_patient_who_cannot_pay_the_copayment_gets_a_rejection_and_nothing_moves(api, stack):
+    scene = Scene(api, patient_funds=50)
+    before = scene.balances()
+    claim = scene.submit(f"RX-{uuid.uuid4()}")
+    done = scene.settled(claim)
+    assert (done["status"], done["rejectionReason"]) == ("REJECTED", "INSUFFICIENT_FUNDS"), done
+    assert scene.balances() == before
+    spend = api.eventually(scene.patient, f"/api/v2/medcards/{scene.medcard}/spend", lambda s: s["reserved"] == 0)
+    assert (spend["spent"], spend["remaining"], spend["claimCount"]) == (0, 1000, 0)
+    assert event_types(stack, f"claim#{claim}")[-3:] == ["ClaimStepFailed", "ClaimReservationReleased", "ClaimRejected"]
 
 
 def test_a_claim_to_a_closed_pharmacy_is_rejected_and_every_compensation_is_in_the_events(api, stack):

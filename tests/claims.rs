@@ -111,6 +111,9 @@ fn a_covered_claim_is_approved_split_between_sponsor_and_patient() {
     assert_eq!(listed["items"][0]["claimId"], json!(claim));
     let of_card = server.get(&scene.patient, &format!("/api/v2/medcards/{}/claims", scene.medcard)).expect(200).clone();
     assert_eq!(of_card["items"][0]["status"], "APPROVED");
+    let mine = server.get(&scene.patient, "/api/v2/users/me/claims").expect(200).clone();
+    assert_eq!((mine["items"][0]["claimId"].as_str(), mine["nextCursor"].as_str()), (Some(claim.as_str()), None), "the holder's claims");
+    assert!(server.get(&scene.pharmacy, "/api/v2/users/me/claims").expect(200)["items"].as_array().unwrap().is_empty(), "the pharmacy holds no card");
 
     // A prescription is paid at most once.
     let again = server.post(&scene.pharmacy, "/api/v2/commands/claims/prescriptions", scene.claim_body("RX-1", standard_items()));

@@ -19,7 +19,7 @@ use shared::medcard::MedCard;
 use shared::money::Money;
 use shared::ports::StoredResponse;
 use shared::prescription::{self, Prescription, PrescriptionCommand};
-use shared::projection::claim::{medcard_list, pharmacy_list, ClaimView, InsuranceClaimView};
+use shared::projection::claim::{holder_list, medcard_list, pharmacy_list, ClaimView, InsuranceClaimView};
 use shared::projection::medcard::CardView;
 use shared::projection::{read_view, view_of, DocumentView};
 use shared::wallet::{CreditType, DebitType, Movement, Wallet, WalletCommand};
@@ -99,7 +99,7 @@ pub async fn submit(app: &App, incoming: &Incoming) -> Result<StoredResponse, Ap
             let patient: Wallet = uow.peek(patient_wallet_id).await?;
             patient.open().ok_or(DomainError::NotFound { kind: "wallet", id: patient_wallet_id })?;
             let card: MedCard = uow.peek(medcard_id).await?;
-            card.issued().ok_or(DomainError::NotFound { kind: "medcard", id: medcard_id })?;
+            let holder_id = card.issued().ok_or(DomainError::NotFound { kind: "medcard", id: medcard_id })?.terms.holder_id.clone();
             let claim = PrescriptionCommand::Claim { prescription_id: prescription_id.clone(), claim_id };
             uow.handle::<Prescription>(prescription::stream_uuid(&prescription_id), &claim).await?;
             let terms = ClaimTerms {
@@ -111,6 +111,7 @@ pub async fn submit(app: &App, incoming: &Incoming) -> Result<StoredResponse, Ap
                 patient_wallet_id,
                 items: items.clone(),
                 submitted_by: caller.sub.clone(),
+                holder_id: Some(holder_id),
             };
             uow.handle::<Claim>(claim_id, &ClaimCommand::Submit(terms)).await?;
             Ok(Success::ok(json!({"claimId": claim_id, "status": "PENDING"})).with_status(202).with_header("location", format!("/api/v2/claims/{claim_id}")))
@@ -155,13 +156,17 @@ pub async fn get(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiEr
     let claim_id = incoming.path_id("claimId")?;
     let claim: ClaimView = read_view(app.read.as_ref(), claim_id).await?.ok_or_else(|| ApiError::not_found(format!("claim {claim_id} was not found")))?;
     let caller = incoming.caller();
-    let allowed = caller.is_admin() || caller.sub == claim.submitted_by || owns_wallet(app, caller, claim.pharmacy_wallet_id).await? || {
-        let card: Option<CardView> = read_view(app.read.as_ref(), claim.medcard_id).await?;
-        match card {
-            Some(card) => may_read_card(app, caller, &card).await?,
-            None => false,
-        }
-    };
+    let allowed = caller.is_admin()
+        || caller.sub == claim.submitted_by
+        || claim.holder_id.as_deref() == Some(caller.sub.as_str())
+        || owns_wallet(app, caller, claim.pharmacy_wallet_id).await?
+        || {
+            let card: Option<CardView> = read_view(app.read.as_ref(), claim.medcard_id).await?;
+            match card {
+                Some(card) => may_read_card(app, caller, &card).await?,
+                None => false,
+            }
+        };
     if !allowed {
         return Err(ApiError::forbidden(format!("{} may not read claim {claim_id}", caller.sub)));
     }
@@ -187,6 +192,11 @@ pub async fn of_medcard(app: &App, incoming: &Incoming) -> Result<StoredResponse
     let medcard_id = incoming.path_id("medcardId")?;
     readable_card(app, incoming, medcard_id).await?;
     claim_page(app, incoming, &medcard_list(medcard_id)).await
+}
+
+/// The claims made on the caller's cards (as their holder), newest first.
+pub async fn of_holder(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
+    claim_page(app, incoming, &holder_list(&incoming.caller().sub)).await
 }
 
 /// `?limit&cursor`: the cursor is opaque (the hex of a list's sort key).

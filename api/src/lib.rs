@@ -121,6 +121,7 @@ async fn serve(app: &App, route: Route, incoming: &mut Incoming) -> Result<Store
         Route::SubmitPrescriptionClaim => claims::submit(app, incoming).await,
         Route::GetClaim => claims::get(app, incoming).await,
         Route::PharmacyClaims => claims::of_pharmacy(app, incoming).await,
+        Route::MyClaims => claims::of_holder(app, incoming).await,
         Route::SubmitInsuranceClaim => claims::submit_insurance(app, incoming).await,
         Route::ApproveInsuranceClaim => claims::approve_insurance(app, incoming).await,
         Route::RejectInsuranceClaim => claims::reject_insurance(app, incoming).await,

@@ -33,6 +33,7 @@ pub enum Route {
     SubmitPrescriptionClaim,
     GetClaim,
     PharmacyClaims,
+    MyClaims,
     SubmitInsuranceClaim,
     ApproveInsuranceClaim,
     RejectInsuranceClaim,
@@ -72,6 +73,7 @@ impl Route {
         Route::SubmitPrescriptionClaim,
         Route::GetClaim,
         Route::PharmacyClaims,
+        Route::MyClaims,
         Route::SubmitInsuranceClaim,
         Route::ApproveInsuranceClaim,
         Route::RejectInsuranceClaim,
@@ -92,6 +94,7 @@ impl Route {
             | Route::MedCardClaims
             | Route::GetClaim
             | Route::PharmacyClaims
+            | Route::MyClaims
             | Route::GetInsuranceClaim
             | Route::Health => "GET",
             Route::RemoveBeneficiary => "DELETE",
@@ -132,6 +135,7 @@ impl Route {
             Route::SubmitPrescriptionClaim => "/api/v2/commands/claims/prescriptions",
             Route::GetClaim => "/api/v2/claims/{claimId}",
             Route::PharmacyClaims => "/api/v2/pharmacies/{pharmacyWalletId}/claims",
+            Route::MyClaims => "/api/v2/users/me/claims",
             Route::SubmitInsuranceClaim => "/api/v2/commands/insurance-claims",
             Route::ApproveInsuranceClaim => "/api/v2/commands/insurance-claims/{claimId}/approve",
             Route::RejectInsuranceClaim => "/api/v2/commands/insurance-claims/{claimId}/reject",
@@ -173,6 +177,7 @@ impl Route {
             Route::SubmitPrescriptionClaim => "claim.submit",
             Route::GetClaim => "claim.get",
             Route::PharmacyClaims => "pharmacy.claims",
+            Route::MyClaims => "user.claims",
             Route::SubmitInsuranceClaim => "insurance-claim.submit",
             Route::ApproveInsuranceClaim => "insurance-claim.approve",
             Route::RejectInsuranceClaim => "insurance-claim.reject",

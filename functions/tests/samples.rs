@@ -107,6 +107,7 @@ async fn seed_cards_and_claims(commands: &CommandService, ctx: &CommandContext) 
         patient_wallet_id: id(Z),
         items: vec![ClaimItem { drug_code: "PAN500".into(), drug_name: "Panadol".into(), quantity: 2, unit_price: Money::from_minor(15_000) }],
         submitted_by: "alice".into(),
+        holder_id: Some("bob".into()),
     };
     commands.execute(ctx, async |uow| uow.handle::<Claim>(id(C), &ClaimCommand::Submit(claim.clone())).await).await.unwrap();
     let insurance = InsuranceClaimTerms {
@@ -214,6 +215,7 @@ async fn every_api_sample_gets_the_answer_the_contract_promises() {
         (Route::SubmitPrescriptionClaim, 202),
         (Route::GetClaim, 200),
         (Route::PharmacyClaims, 200),
+        (Route::MyClaims, 200),
         (Route::SubmitInsuranceClaim, 201),
         (Route::ApproveInsuranceClaim, 200),
         (Route::RejectInsuranceClaim, 200),
@@ -306,6 +308,7 @@ async fn seeded_claim(pharmacy_active: bool) -> Arc<CommandService> {
         patient_wallet_id: patient,
         items: vec![item("PAN500", 2, 15_000), item("AMOX250", 1, 10_000)],
         submitted_by: "pharmacy-1".into(),
+        holder_id: None,
     };
     commands
         .execute(&ctx, async |uow| {

@@ -49,6 +49,10 @@ pub struct ClaimTerms {
     pub patient_wallet_id: Uuid,
     pub items: Vec<ClaimItem>,
     pub submitted_by: String,
+    /// The card's holder when the claim was filed (so the holder's claims can be
+    /// listed without reading the card). Absent on claims filed before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_id: Option<String>,
 }
 
 /// What a claim costs and who pays it: `covered` by the sponsor, `copayment` by the
@@ -411,6 +415,7 @@ mod tests {
             patient_wallet_id: Uuid::from_u128(5),
             items: items(),
             submitted_by: "pharmacy-1".into(),
+            holder_id: None,
         }
     }
     fn nov() -> Month {

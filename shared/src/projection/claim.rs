@@ -32,6 +32,9 @@ pub struct ClaimView {
     pub rejection_reason: Option<String>,
     pub items: Vec<ClaimItem>,
     pub submitted_by: String,
+    /// The card's holder when the claim was filed (absent on older claims).
+    #[serde(default)]
+    pub holder_id: Option<String>,
     pub version: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -61,6 +64,7 @@ impl DocumentView for ClaimView {
                     rejection_reason: None,
                     items: terms.items.clone(),
                     submitted_by: terms.submitted_by.clone(),
+                    holder_id: terms.holder_id.clone(),
                     version: envelope.version,
                     created_at: envelope.occurred_at,
                     updated_at: envelope.occurred_at,
@@ -101,16 +105,23 @@ impl DocumentView for ClaimView {
         Some(view)
     }
 
-    /// A pharmacy's claims and a card's claims, newest first.
+    /// A pharmacy's claims, a card's claims and its holder's claims, newest first.
     fn listings(&self) -> Vec<Listing> {
         let sort_key = format!("{}#{}", crate::clock::sort_key(&self.created_at), self.claim_id);
-        vec![Listing { list: pharmacy_list(self.pharmacy_wallet_id), sort_key: sort_key.clone() }, Listing { list: medcard_list(self.medcard_id), sort_key }]
+        let mut lists = vec![pharmacy_list(self.pharmacy_wallet_id), medcard_list(self.medcard_id)];
+        lists.extend(self.holder_id.as_deref().map(holder_list));
+        lists.into_iter().map(|list| Listing { list, sort_key: sort_key.clone() }).collect()
     }
 }
 
 /// The list of a pharmacy's claims (by its wallet).
 pub fn pharmacy_list(pharmacy_wallet_id: Uuid) -> String {
     format!("pharmacy#{pharmacy_wallet_id}")
+}
+
+/// The list of the claims made on the cards of a holder (a user id).
+pub fn holder_list(holder_id: &str) -> String {
+    format!("holder#{holder_id}")
 }
 
 /// The list of the claims made on a card.

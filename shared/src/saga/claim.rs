@@ -599,6 +599,7 @@ mod tests {
                 patient_wallet_id: self.patient,
                 items,
                 submitted_by: "pharmacy-1".into(),
+                holder_id: Some("patient-1".into()),
             }
         }
 

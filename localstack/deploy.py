@@ -12,8 +12,9 @@
    the state machine's definition is inlined), and gives the functions the JWT
    secret (see `localstack_template`).
 3. Uploads the template to an S3 bucket (CloudFormation takes at most 51,200
-   bytes inline), creates (or updates) the CloudFormation stack from it with the
-   SAM transform, waits for it, and writes its outputs to
+   bytes inline), creates the CloudFormation stack from it with the SAM transform
+   (an existing one is deleted first: LocalStack's in-place updates of this stack
+   are unreliable), waits for it, and writes its outputs to
    `<state>/stack-outputs.json`.
 """
 
@@ -86,6 +87,24 @@ def jwt_secret():
     return path.read_text().strip()
 
 
+def wait_until_deleted(cfn, stack, within=300):
+    """Polls until the stack is gone. (boto3's waiter gives up on the first
+    DELETE_FAILED, which LocalStack reports on the way for stacks whose last update
+    failed, before the stack does go.)"""
+    deadline = time.time() + within
+    while time.time() < deadline:
+        try:
+            status = cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
+        except cfn.exceptions.ClientError as e:
+            if "does not exist" in str(e):
+                return
+            raise
+        if status == "DELETE_COMPLETE":
+            return
+        time.sleep(1)
+    sys.exit(f"deploy: stack {stack} was not deleted within {within}s")
+
+
 def deploy(stack, template, secret):
     config = Config(retries={"max_attempts": 10, "mode": "standard"})
     cfn = boto3.client("cloudformation", endpoint_url=ENDPOINT, config=config)
@@ -98,18 +117,16 @@ def deploy(stack, template, secret):
         s3.create_bucket(Bucket=TEMPLATE_BUCKET)
     s3.put_object(Bucket=TEMPLATE_BUCKET, Key=f"{stack}.json", Body=template.encode())
     source = {"TemplateURL": f"{ENDPOINT}/{TEMPLATE_BUCKET}/{stack}.json"}
-    exists = any(s["StackName"] == stack and s["StackStatus"] != "DELETE_COMPLETE" for s in cfn.list_stacks()["StackSummaries"])
+    if any(s["StackName"] == stack and s["StackStatus"] != "DELETE_COMPLETE" for s in cfn.list_stacks()["StackSummaries"]):
+        # LocalStack's in-place update of this stack is unreliable (the API
+        # deployment is replaced, the update rolls back, and the stack can end
+        # "UPDATE_COMPLETE" without outputs), so an existing stack is replaced.
+        log(f"deleting the existing stack {stack} (it is replaced, not updated)")
+        cfn.delete_stack(StackName=stack)
+        wait_until_deleted(cfn, stack)
     started = time.time()
-    if exists:
-        log(f"updating stack {stack}")
-        try:
-            cfn.update_stack(StackName=stack, **source, Parameters=parameters, Capabilities=capabilities)
-        except cfn.exceptions.ClientError as e:
-            if "No updates are to be performed" not in str(e):
-                raise
-    else:
-        log(f"creating stack {stack}")
-        cfn.create_stack(StackName=stack, **source, Parameters=parameters, Capabilities=capabilities)
+    log(f"creating stack {stack}")
+    cfn.create_stack(StackName=stack, **source, Parameters=parameters, Capabilities=capabilities)
     while True:
         status = cfn.describe_stacks(StackName=stack)["Stacks"][0]
         if not status["StackStatus"].endswith("_IN_PROGRESS"):
@@ -117,11 +134,13 @@ def deploy(stack, template, secret):
         if time.time() - started > 600:
             sys.exit(f"deploy: stack {stack} still {status['StackStatus']} after 10 minutes")
         time.sleep(1)
-    if status["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+    if status["StackStatus"] != "CREATE_COMPLETE":
         events = cfn.describe_stack_events(StackName=stack)["StackEvents"]
         failed = [f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason', '')}" for e in events if e["ResourceStatus"].endswith("FAILED")]
         sys.exit(f"deploy: stack {stack} is {status['StackStatus']}:\n  " + "\n  ".join(failed[:20]))
     outputs = {o["OutputKey"]: o["OutputValue"] for o in status.get("Outputs", [])}
+    if "ApiId" not in outputs:
+        sys.exit(f"deploy: stack {stack} is {status['StackStatus']} but has no outputs: {sorted(outputs)}")
     log(f"stack {stack} {status['StackStatus']} in {time.time() - started:.1f}s")
     return outputs
 

@@ -5,8 +5,8 @@
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::{amount, parse_uuid, text, Incoming, Success};
-use crate::medcards::{may_read_card, readable_card};
-use crate::queries::{ok, page_limit};
+use crate::medcards::{may_read_card, readable_card, sponsors};
+use crate::queries::{ok, owns_wallet, page_limit};
 use crate::App;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -156,25 +156,25 @@ pub async fn get(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiEr
     let claim_id = incoming.path_id("claimId")?;
     let claim: ClaimView = read_view(app.read.as_ref(), claim_id).await?.ok_or_else(|| ApiError::not_found(format!("claim {claim_id} was not found")))?;
     let caller = incoming.caller();
-    let allowed = caller.is_admin()
-        || caller.sub == claim.submitted_by
-        || claim.holder_id.as_deref() == Some(caller.sub.as_str())
-        || owns_wallet(app, caller, claim.pharmacy_wallet_id).await?
-        || {
-            let card: Option<CardView> = read_view(app.read.as_ref(), claim.medcard_id).await?;
-            match card {
-                Some(card) => may_read_card(app, caller, &card).await?,
-                None => false,
-            }
-        };
+    let allowed = claim.holder_id.as_deref() == Some(caller.sub.as_str())
+        || may_read_claim(app, caller, &claim.submitted_by, claim.pharmacy_wallet_id, claim.medcard_id).await?;
     if !allowed {
         return Err(ApiError::forbidden(format!("{} may not read claim {claim_id}", caller.sub)));
     }
     Ok(ok(claim_json(&claim)))
 }
 
-async fn owns_wallet(app: &App, caller: &Caller, wallet_id: Uuid) -> Result<bool, ApiError> {
-    Ok(app.read.wallet(wallet_id).await?.is_some_and(|w| w.owner_id == caller.sub))
+/// Who may read a claim (prescription or insurance): `admin`, whoever filed it, the
+/// owner of the wallet it pays, and whoever may read its card.
+async fn may_read_claim(app: &App, caller: &Caller, submitted_by: &str, paid_wallet_id: Uuid, medcard_id: Uuid) -> Result<bool, ApiError> {
+    if caller.is_admin() || caller.sub == submitted_by || owns_wallet(app, caller, paid_wallet_id).await? {
+        return Ok(true);
+    }
+    let card: Option<CardView> = read_view(app.read.as_ref(), medcard_id).await?;
+    match card {
+        Some(card) => may_read_card(app, caller, &card).await,
+        None => Ok(false),
+    }
 }
 
 /// A pharmacy's claims, newest first: its wallet's owner or `admin`.
@@ -247,12 +247,7 @@ pub async fn submit_insurance(app: &App, incoming: &Incoming) -> Result<StoredRe
             }
             let card: MedCard = uow.peek(medcard_id).await?;
             let card = card.issued().ok_or(DomainError::NotFound { kind: "medcard", id: medcard_id })?;
-            if card.status == shared::medcard::CardStatus::Expired || now >= card.terms.expires_at {
-                return Err(DomainError::CardExpired { card: medcard_id }.into());
-            }
-            if card.status != shared::medcard::CardStatus::Active {
-                return Err(DomainError::CardNotActive { card: medcard_id, status: card.status.as_str() }.into());
-            }
+            card.ensure_in_force(now)?;
             if provider.currency != card.terms.currency {
                 return Err(DomainError::CurrencyMismatch {
                     wallet: provider_wallet_id,
@@ -348,11 +343,7 @@ async fn insurer_claim(uow: &mut UnitOfWork<'_>, caller: &Caller, claim_id: Uuid
     let terms = claim.submitted().ok_or(DomainError::NotFound { kind: "insurance claim", id: claim_id })?.terms.clone();
     let card: MedCard = uow.peek(terms.medcard_id).await?;
     let sponsor_wallet_id = card.issued().ok_or(DomainError::NotFound { kind: "medcard", id: terms.medcard_id })?.terms.sponsor_wallet_id;
-    let allowed = caller.is_admin() || {
-        let sponsor: Wallet = uow.peek(sponsor_wallet_id).await?;
-        caller.has_role("insurer") && sponsor.open().is_some_and(|w| w.owner_id == caller.sub)
-    };
-    if !allowed {
+    if !sponsors(uow, caller, sponsor_wallet_id).await? {
         return Err(DomainError::Forbidden(format!("{} may not decide insurance claim {claim_id}", caller.sub)).into());
     }
     Ok((terms, sponsor_wallet_id))
@@ -382,13 +373,7 @@ pub async fn get_insurance(app: &App, incoming: &Incoming) -> Result<StoredRespo
     let claim: InsuranceClaimView =
         read_view(app.read.as_ref(), claim_id).await?.ok_or_else(|| ApiError::not_found(format!("insurance claim {claim_id} was not found")))?;
     let caller = incoming.caller();
-    let allowed = caller.is_admin() || caller.sub == claim.submitted_by || owns_wallet(app, caller, claim.provider_wallet_id).await? || {
-        let card: Option<CardView> = read_view(app.read.as_ref(), claim.medcard_id).await?;
-        match card {
-            Some(card) => may_read_card(app, caller, &card).await?,
-            None => false,
-        }
-    };
+    let allowed = may_read_claim(app, caller, &claim.submitted_by, claim.provider_wallet_id, claim.medcard_id).await?;
     if !allowed {
         return Err(ApiError::forbidden(format!("{} may not read insurance claim {claim_id}", caller.sub)));
     }

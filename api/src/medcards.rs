@@ -8,7 +8,7 @@
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::{amount, parse_uuid, text, Incoming, Success};
-use crate::queries::ok;
+use crate::queries::{ok, owns_wallet};
 use crate::App;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -169,7 +169,7 @@ async fn on_card(app: &App, incoming: &Incoming, manager: Manager, command: MedC
 
 /// `admin`, or an `insurer` owning the sponsor wallet. The owner of a wallet never
 /// changes, so a peek (no version check) is enough.
-async fn sponsors(uow: &mut UnitOfWork<'_>, caller: &Caller, sponsor_wallet_id: Uuid) -> Result<bool, Failure> {
+pub(crate) async fn sponsors(uow: &mut UnitOfWork<'_>, caller: &Caller, sponsor_wallet_id: Uuid) -> Result<bool, Failure> {
     if caller.is_admin() {
         return Ok(true);
     }
@@ -200,7 +200,7 @@ pub(crate) async fn may_read_card(app: &App, caller: &Caller, card: &CardView) -
     if caller.is_admin() || caller.sub == card.holder_id {
         return Ok(true);
     }
-    Ok(caller.has_role("insurer") && app.read.wallet(card.sponsor_wallet_id).await?.is_some_and(|w| w.owner_id == caller.sub))
+    Ok(caller.has_role("insurer") && owns_wallet(app, caller, card.sponsor_wallet_id).await?)
 }
 
 fn card_json(card: &CardView) -> Value {

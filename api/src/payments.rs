@@ -8,6 +8,7 @@
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::{amount, optional_text, parse_uuid, text, Incoming, Success};
+use crate::queries::owns_wallet;
 use crate::App;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -19,6 +20,7 @@ use shared::money::Money;
 use shared::payment::{Payment, PaymentCommand, PaymentEvent, PaymentTerms, StartedPayment};
 use shared::ports::StoredResponse;
 use shared::projection::payment::PaymentView;
+use shared::projection::read_view;
 use shared::wallet::{CreditType, DebitType, Movement, Wallet, WalletCommand, WalletStatus};
 use uuid::Uuid;
 
@@ -190,16 +192,10 @@ pub async fn refund(app: &App, incoming: &Incoming) -> Result<StoredResponse, Ap
 /// Readable by the payer wallet's owner, the merchant wallet's owner and admins.
 pub async fn get(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
     let payment_id = incoming.path_id("paymentId")?;
-    let view = shared::projection::payment::view(app.read.as_ref(), payment_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("payment {payment_id} was not found")))?;
+    let view: PaymentView =
+        read_view(app.read.as_ref(), payment_id).await?.ok_or_else(|| ApiError::not_found(format!("payment {payment_id} was not found")))?;
     let caller = incoming.caller();
-    let mut allowed = caller.is_admin();
-    for wallet_id in [view.payer_wallet_id, view.merchant_wallet_id] {
-        if !allowed {
-            allowed = app.read.wallet(wallet_id).await?.is_some_and(|w| w.owner_id == caller.sub);
-        }
-    }
+    let allowed = caller.is_admin() || owns_wallet(app, caller, view.payer_wallet_id).await? || owns_wallet(app, caller, view.merchant_wallet_id).await?;
     if !allowed {
         return Err(ApiError::forbidden(format!("{} may not read payment {payment_id}", caller.sub)));
     }

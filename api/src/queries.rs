@@ -1,5 +1,6 @@
 //! The read side: wallet, history, temporal balance, the caller's wallets, transfers.
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::Incoming;
 use crate::App;
@@ -9,6 +10,7 @@ use shared::aggregate::Aggregate;
 use shared::envelope::stream_id;
 use shared::ports::{StoredResponse, TransactionItem, TransferView, WalletView};
 use shared::wallet::{Wallet, WalletEvent};
+use uuid::Uuid;
 
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 200;
@@ -138,17 +140,17 @@ fn transfer_json(view: &TransferView) -> Value {
     body
 }
 
+/// Whether the caller owns the wallet, as the read side knows it (owners never change).
+pub async fn owns_wallet(app: &App, caller: &Caller, wallet_id: Uuid) -> Result<bool, ApiError> {
+    Ok(app.read.wallet(wallet_id).await?.is_some_and(|w| w.owner_id == caller.sub))
+}
+
 /// Readable by the source's owner, the destination's owner and admins.
 pub async fn transfer(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
     let transfer_id = incoming.path_id("transferId")?;
     let view = app.read.transfer(transfer_id).await?.ok_or_else(|| ApiError::not_found(format!("transfer {transfer_id} was not found")))?;
     let caller = incoming.caller();
-    let mut allowed = caller.is_admin();
-    for wallet_id in [view.source_wallet_id, view.destination_wallet_id] {
-        if !allowed {
-            allowed = app.read.wallet(wallet_id).await?.is_some_and(|w| w.owner_id == caller.sub);
-        }
-    }
+    let allowed = caller.is_admin() || owns_wallet(app, caller, view.source_wallet_id).await? || owns_wallet(app, caller, view.destination_wallet_id).await?;
     if !allowed {
         return Err(ApiError::forbidden(format!("{} may not read transfer {transfer_id}", caller.sub)));
     }

@@ -257,15 +257,22 @@ impl IssuedCard {
     /// (`CARD_EXPIRED`), active (`CARD_NOT_ACTIVE`), listing the beneficiary
     /// (`BENEFICIARY_NOT_COVERED`), checked in that order.
     pub fn ensure_covers(&self, beneficiary_id: Uuid, now: DateTime<Utc>) -> Result<(), DomainError> {
+        self.ensure_in_force(now)?;
+        if !self.covers(beneficiary_id) {
+            return Err(DomainError::BeneficiaryNotCovered { card: self.terms.medcard_id, beneficiary: beneficiary_id });
+        }
+        Ok(())
+    }
+
+    /// Whether the card can be claimed against at `now`: not expired
+    /// (`CARD_EXPIRED`), then active (`CARD_NOT_ACTIVE`).
+    pub fn ensure_in_force(&self, now: DateTime<Utc>) -> Result<(), DomainError> {
         let card = self.terms.medcard_id;
         if self.status == CardStatus::Expired || now >= self.terms.expires_at {
             return Err(DomainError::CardExpired { card });
         }
         if self.status != CardStatus::Active {
             return Err(DomainError::CardNotActive { card, status: self.status.as_str() });
-        }
-        if !self.covers(beneficiary_id) {
-            return Err(DomainError::BeneficiaryNotCovered { card, beneficiary: beneficiary_id });
         }
         Ok(())
     }

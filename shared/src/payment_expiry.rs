@@ -183,7 +183,7 @@ mod tests {
         }
 
         async fn status(&self, id: Uuid) -> String {
-            crate::projection::payment::view(&self.read, id).await.unwrap().unwrap().status
+            crate::projection::read_view::<PaymentView>(&self.read, id).await.unwrap().unwrap().status
         }
 
         async fn held(&self) -> (i64, i64) {

@@ -6,11 +6,11 @@
 //! expiry sweeper (`payment_expiry`) finds the due authorisations with one range
 //! read; the listing goes with the write that ends the authorisation.
 
-use super::{read_view, DocumentView};
+use super::DocumentView;
 use crate::envelope::EventEnvelope;
 use crate::money::Money;
 use crate::payment::{PaymentEvent, PaymentStatus};
-use crate::ports::{Listing, ReadStore, StoreError};
+use crate::ports::Listing;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -73,11 +73,6 @@ pub fn due_bound(now: DateTime<Utc>) -> String {
     format!("{}#~", crate::clock::rfc3339(now))
 }
 
-/// The stored view of one payment.
-pub async fn view(store: &dyn ReadStore, payment_id: Uuid) -> Result<Option<PaymentView>, StoreError> {
-    read_view::<PaymentView>(store, payment_id).await
-}
-
 /// The payment view after `event`; `None` for an event with no view to change
 /// (anything before `PaymentAuthorized`).
 pub fn next_view(current: Option<PaymentView>, envelope: &EventEnvelope, event: &PaymentEvent) -> Option<PaymentView> {
@@ -134,6 +129,7 @@ mod tests {
     use crate::money::Currency;
     use crate::payment::{Payment, PaymentCommand, PaymentTerms};
     use crate::ports::{DocumentViews, EventFeed};
+    use crate::projection::read_view;
     use crate::projection::{project as project_any, Projected, ProjectionError};
     use chrono::TimeZone;
     use std::sync::Arc;
@@ -187,7 +183,7 @@ mod tests {
     async fn an_authorised_payment_is_viewed_and_listed_by_its_expiry() {
         let (id, events) = events_of(&[]).await;
         let read = projected(&events).await;
-        let view = view(&read, id).await.unwrap().unwrap();
+        let view = read_view::<PaymentView>(&read, id).await.unwrap().unwrap();
         assert_eq!(
             (view.status.as_str(), view.amount, view.captured_amount, view.refunded_amount, view.version),
             ("AUTHORIZED", egp(100), Money::ZERO, Money::ZERO, 1)
@@ -207,7 +203,7 @@ mod tests {
         let mut seen = vec![];
         for e in &events {
             project_any(&read, e).await.unwrap();
-            let v = view(&read, id).await.unwrap().unwrap();
+            let v = read_view::<PaymentView>(&read, id).await.unwrap().unwrap();
             seen.push((v.status, v.captured_amount.minor(), v.refunded_amount.minor(), v.version));
         }
         assert_eq!(
@@ -221,7 +217,7 @@ mod tests {
         );
         assert!(authorized_ids(&read).await.is_empty());
         assert!(read.document(KIND, id).await.unwrap().unwrap().listings.is_empty());
-        let view = view(&read, id).await.unwrap().unwrap();
+        let view = read_view::<PaymentView>(&read, id).await.unwrap().unwrap();
         assert_eq!(view.updated_at, events[3].occurred_at);
         assert_eq!(view.created_at, events[0].occurred_at);
     }
@@ -232,7 +228,7 @@ mod tests {
         for (command, status) in [(PaymentCommand::Void, "VOIDED"), (PaymentCommand::Expire { now: late }, "EXPIRED")] {
             let (id, events) = events_of(&[command]).await;
             let read = projected(&events).await;
-            assert_eq!(view(&read, id).await.unwrap().unwrap().status, status);
+            assert_eq!(read_view::<PaymentView>(&read, id).await.unwrap().unwrap().status, status);
             assert!(authorized_ids(&read).await.is_empty(), "{status}");
         }
     }
@@ -244,11 +240,11 @@ mod tests {
         for e in &events {
             assert_eq!(project_any(&read, e).await.unwrap(), Projected::Duplicate);
         }
-        assert_eq!(view(&read, id).await.unwrap().unwrap().status, "VOIDED");
+        assert_eq!(read_view::<PaymentView>(&read, id).await.unwrap().unwrap().status, "VOIDED");
         let fresh = MemoryReadStore::default();
         let err = project_any(&fresh, &events[1]).await.unwrap_err();
         assert!(matches!(err, ProjectionError::Gap { have: 0, got: 2, .. }), "{err:?}");
-        assert!(view(&fresh, id).await.unwrap().is_none());
+        assert!(read_view::<PaymentView>(&fresh, id).await.unwrap().is_none());
     }
 
     #[tokio::test]

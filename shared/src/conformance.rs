@@ -326,16 +326,16 @@ pub mod read_store {
     pub async fn documents_are_version_guarded_per_kind(store: &dyn ReadStore) {
         let mut doc = document(1, &[]);
         assert_eq!(store.document("claim", doc.id).await.unwrap(), None);
-        assert_eq!(store.save_document("claim", &doc, 0).await.unwrap(), Saved::Written);
+        assert_eq!(store.save_document("claim", &doc, None).await.unwrap(), Saved::Written);
         assert_eq!(store.document("claim", doc.id).await.unwrap(), Some(doc.clone()));
         assert_eq!(store.document("payment", doc.id).await.unwrap(), None, "kinds do not share ids");
-        assert_eq!(store.save_document("claim", &doc, 0).await.unwrap(), Saved::Stale, "a duplicate first event");
+        assert_eq!(store.save_document("claim", &doc, None).await.unwrap(), Saved::Stale, "a duplicate first event");
         let older = doc.clone();
         doc.version = 2;
         doc.body["status"] = "APPROVED".into();
-        assert_eq!(store.save_document("claim", &doc, 1).await.unwrap(), Saved::Written);
-        assert_eq!(store.save_document("claim", &older, 0).await.unwrap(), Saved::Stale, "an older state never overwrites a newer one");
-        assert_eq!(store.save_document("claim", &doc, 1).await.unwrap(), Saved::Stale, "a redelivered event");
+        assert_eq!(store.save_document("claim", &doc, Some(&older)).await.unwrap(), Saved::Written);
+        assert_eq!(store.save_document("claim", &older, None).await.unwrap(), Saved::Stale, "an older state never overwrites a newer one");
+        assert_eq!(store.save_document("claim", &doc, Some(&older)).await.unwrap(), Saved::Stale, "a redelivered event");
         assert_eq!(store.document("claim", doc.id).await.unwrap(), Some(doc));
     }
 
@@ -343,12 +343,13 @@ pub mod read_store {
         let list = format!("pharmacy#{}", Uuid::now_v7());
         let mut docs: Vec<Document> = (1..=5).map(|n| document(1, &[(&list, &format!("2026-11-0{n}")), ("holder#h", "k")])).collect();
         for doc in &docs {
-            store.save_document("claim", doc, 0).await.unwrap();
+            store.save_document("claim", doc, None).await.unwrap();
         }
-        store.save_document("claim", &document(1, &[("pharmacy#other", "2026-11-09")]), 0).await.unwrap();
+        store.save_document("claim", &document(1, &[("pharmacy#other", "2026-11-09")]), None).await.unwrap();
+        let first_of_3 = docs[3].clone();
         docs[3].version = 2;
         docs[3].body["status"] = "REJECTED".into();
-        store.save_document("claim", &docs[3], 1).await.unwrap();
+        store.save_document("claim", &docs[3], Some(&first_of_3)).await.unwrap();
 
         let first = store.listed("claim", &list, 2, None).await.unwrap();
         assert_eq!(first.documents, vec![docs[4].clone(), docs[3].clone()], "newest first, with the latest body");
@@ -363,9 +364,10 @@ pub mod read_store {
         assert!(store.listed("claim", "pharmacy#nobody", 10, None).await.unwrap().documents.is_empty());
         assert!(store.listed("payment", &list, 10, None).await.unwrap().documents.is_empty(), "lists are per kind");
 
+        let first_of_4 = docs[4].clone();
         docs[4].version = 2;
         docs[4].listings.retain(|l| l.list != list);
-        assert_eq!(store.save_document("claim", &docs[4], 1).await.unwrap(), Saved::Written);
+        assert_eq!(store.save_document("claim", &docs[4], Some(&first_of_4)).await.unwrap(), Saved::Written);
         let after = store.listed("claim", &list, 10, None).await.unwrap();
         assert_eq!(after.documents.first(), Some(&docs[3]), "a listing left out by a later write is removed");
         assert_eq!(after.documents.len(), 4);

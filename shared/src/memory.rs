@@ -166,10 +166,10 @@ impl DocumentViews for MemoryReadStore {
     async fn document(&self, kind: &str, id: Uuid) -> Result<Option<Document>, StoreError> {
         Ok(self.inner.lock().unwrap().documents.get(&(kind.to_string(), id)).cloned())
     }
-    async fn save_document(&self, kind: &str, document: &Document, previous_version: u64) -> Result<Saved, StoreError> {
+    async fn save_document(&self, kind: &str, document: &Document, previous: Option<&Document>) -> Result<Saved, StoreError> {
         let mut inner = self.inner.lock().unwrap();
         let key = (kind.to_string(), document.id);
-        if inner.documents.get(&key).map_or(0, |d| d.version) != previous_version {
+        if inner.documents.get(&key).map_or(0, |d| d.version) != previous.map_or(0, |d| d.version) {
             return Ok(Saved::Stale);
         }
         if let Some(previous) = inner.documents.insert(key, document.clone()) {

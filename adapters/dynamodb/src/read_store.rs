@@ -365,16 +365,11 @@ impl DocumentViews for DynamoReadStore {
         found.item.filter(|item| !item.is_empty()).map(|item| document_from_item(&item, &format!("{kind} document {id}"))).transpose()
     }
 
-    async fn save_document(&self, kind: &str, document: &Document, previous_version: u64) -> Result<Saved, StoreError> {
-        let mut dropped = Vec::new();
-        if previous_version > 0 {
-            match self.document(kind, document.id).await? {
-                Some(stored) if stored.version == previous_version => {
-                    dropped = stored.listings.into_iter().filter(|l| !document.listings.contains(l)).collect();
-                }
-                _ => return Ok(Saved::Stale),
-            }
-        }
+    async fn save_document(&self, kind: &str, document: &Document, previous: Option<&Document>) -> Result<Saved, StoreError> {
+        let previous_version = previous.map_or(0, |d| d.version);
+        // The put is guarded by that version, so `previous` is what is stored if the
+        // transaction commits: its listings are the ones to drop.
+        let dropped: Vec<&Listing> = previous.map_or(vec![], |p| p.listings.iter().filter(|l| !document.listings.contains(l)).collect());
         if document.listings.len() + dropped.len() >= 100 {
             return Err(StoreError::new(format!("dynamodb: {kind} document {} has too many listings for one transaction", document.id)));
         }

@@ -382,7 +382,8 @@ impl DocumentViews for SqliteReadStore {
             .await
     }
 
-    async fn save_document(&self, kind: &str, document: &Document, previous_version: u64) -> Result<Saved, StoreError> {
+    async fn save_document(&self, kind: &str, document: &Document, previous: Option<&Document>) -> Result<Saved, StoreError> {
+        let previous_version = previous.map_or(0, |d| d.version);
         let kind = kind.to_string();
         let id = document.id.to_string();
         let version = to_sql_int(document.version, "document version")?;

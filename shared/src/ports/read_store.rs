@@ -131,9 +131,11 @@ pub struct ListedPage {
 pub trait DocumentViews: Send + Sync {
     /// The document of `kind` (`payment`, `medcard`, `claim`) with this id.
     async fn document(&self, kind: &str, id: Uuid) -> Result<Option<Document>, StoreError>;
-    /// Writes `document` and its listings (dropping those it no longer has) only if
-    /// the stored one is at `previous_version` (0: absent), as one atomic change.
-    async fn save_document(&self, kind: &str, document: &Document, previous_version: u64) -> Result<Saved, StoreError>;
+    /// Writes `document` and its listings (dropping those `previous` had and it no
+    /// longer has) only if the stored one is still `previous` — at its version
+    /// (`None`: absent) — as one atomic change. The caller read `previous` to compute
+    /// `document`, so the store need not read it again.
+    async fn save_document(&self, kind: &str, document: &Document, previous: Option<&Document>) -> Result<Saved, StoreError>;
     /// Up to `limit` documents of `kind` listed under `list`, greatest sort key
     /// first, starting after the sort key `before` (exclusive).
     async fn listed(&self, kind: &str, list: &str, limit: usize, before: Option<&str>) -> Result<ListedPage, StoreError>;

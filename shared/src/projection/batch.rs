@@ -204,8 +204,8 @@ impl DocumentViews for Staged<'_> {
     async fn document(&self, kind: &str, id: Uuid) -> Result<Option<Document>, StoreError> {
         self.base.document(kind, id).await
     }
-    async fn save_document(&self, kind: &str, document: &Document, previous_version: u64) -> Result<Saved, StoreError> {
-        self.base.save_document(kind, document, previous_version).await
+    async fn save_document(&self, kind: &str, document: &Document, previous: Option<&Document>) -> Result<Saved, StoreError> {
+        self.base.save_document(kind, document, previous).await
     }
     async fn listed(&self, kind: &str, list: &str, limit: usize, before: Option<&str>) -> Result<ListedPage, StoreError> {
         self.base.listed(kind, list, limit, before).await
@@ -392,8 +392,8 @@ mod tests {
         async fn document(&self, kind: &str, id: Uuid) -> Result<Option<Document>, StoreError> {
             self.0.document(kind, id).await
         }
-        async fn save_document(&self, kind: &str, document: &Document, previous_version: u64) -> Result<Saved, StoreError> {
-            self.0.save_document(kind, document, previous_version).await
+        async fn save_document(&self, kind: &str, document: &Document, previous: Option<&Document>) -> Result<Saved, StoreError> {
+            self.0.save_document(kind, document, previous).await
         }
         async fn listed(&self, kind: &str, list: &str, limit: usize, before: Option<&str>) -> Result<ListedPage, StoreError> {
             self.0.listed(kind, list, limit, before).await

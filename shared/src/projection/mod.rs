@@ -122,14 +122,14 @@ pub async fn project_document<V: DocumentView>(store: &dyn ReadStore, envelope: 
     if let Some(done) = check_sequence(envelope, have)? {
         return Ok(done);
     }
-    let current = stored.map(|d| view_of::<V>(d, envelope.aggregate_id)).transpose()?;
+    let current = stored.clone().map(|d| view_of::<V>(d, envelope.aggregate_id)).transpose()?;
     let Some(view) = V::next(current, envelope, &event) else {
         return Err(ProjectionError::Gap { stream_id: envelope.stream_id(), have, got: envelope.version });
     };
     let listings = view.listings();
     let body = serde_json::to_value(&view).map_err(|e| StoreError::new(format!("encoding a {} view: {e}", V::KIND)))?;
     let document = Document { id: envelope.aggregate_id, version: envelope.version, body, listings };
-    Ok(match store.save_document(V::KIND, &document, have).await? {
+    Ok(match store.save_document(V::KIND, &document, stored.as_ref()).await? {
         Saved::Written => Projected::Applied,
         Saved::Stale => Projected::Duplicate,
     })

@@ -120,8 +120,8 @@ impl<S: DocumentViews> DocumentViews for Fresh<S> {
     async fn document(&self, kind: &str, id: Uuid) -> Result<Option<Document>, StoreError> {
         self.store.document(kind, id).await
     }
-    async fn save_document(&self, kind: &str, document: &Document, previous_version: u64) -> Result<Saved, StoreError> {
-        self.store.save_document(kind, document, previous_version).await
+    async fn save_document(&self, kind: &str, document: &Document, previous: Option<&Document>) -> Result<Saved, StoreError> {
+        self.store.save_document(kind, document, previous).await
     }
     async fn listed(&self, kind: &str, list: &str, limit: usize, before: Option<&str>) -> Result<ListedPage, StoreError> {
         self.store.listed(kind, list, limit, before).await

@@ -120,6 +120,33 @@ FN = f"selftest-echo-{RUN}"
 FN_ARN = None
 
 
+def streamed_table(name, view_type):
+    """A table with a stream (deleted at the end); returns the client, name, stream ARN."""
+    ddb = client("dynamodb")
+    description = ddb.create_table(
+        TableName=name,
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": view_type},
+    )["TableDescription"]
+    cleanup.append(lambda: ddb.delete_table(TableName=name))
+    ddb.get_waiter("table_exists").wait(TableName=name)
+    return ddb, name, description["LatestStreamArn"]
+
+
+def enabled_mapping(source_arn, **options):
+    """An event source mapping from `source_arn` to the test function, once Enabled
+    (deleted at the end, before its source)."""
+    mapping = lam.create_event_source_mapping(
+        EventSourceArn=source_arn, FunctionName=FN, StartingPosition="TRIM_HORIZON", BatchSize=10,
+        MaximumBatchingWindowInSeconds=0, **options,
+    )["UUID"]
+    cleanup.insert(0, lambda: lam.delete_event_source_mapping(UUID=mapping))
+    wait_for(lambda: lam.get_event_source_mapping(UUID=mapping)["State"] == "Enabled", 30, "mapping Enabled")
+    return mapping
+
+
 @check("(a) invoke returns the function's output")
 def _():
     global FN_ARN
@@ -256,26 +283,8 @@ def _():
 
 @check("(d) DynamoDB stream -> event source mapping -> function")
 def _():
-    ddb = client("dynamodb")
-    table = f"selftest-table-{RUN}"
-    description = ddb.create_table(
-        TableName=table,
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )["TableDescription"]
-    cleanup.append(lambda: ddb.delete_table(TableName=table))
-    ddb.get_waiter("table_exists").wait(TableName=table)
-    mapping = lam.create_event_source_mapping(
-        EventSourceArn=description["LatestStreamArn"],
-        FunctionName=FN,
-        StartingPosition="TRIM_HORIZON",
-        BatchSize=10,
-        MaximumBatchingWindowInSeconds=0,
-    )["UUID"]
-    cleanup.insert(0, lambda: lam.delete_event_source_mapping(UUID=mapping))
-    wait_for(lambda: lam.get_event_source_mapping(UUID=mapping)["State"] == "Enabled", 30, "mapping Enabled")
+    ddb, table, stream_arn = streamed_table(f"selftest-table-{RUN}", "NEW_AND_OLD_IMAGES")
+    enabled_mapping(stream_arn)
     token = f"ddb-{uuid.uuid4().hex}"
     put_at = time.perf_counter()
     ddb.put_item(TableName=table, Item={"pk": {"S": token}})
@@ -291,12 +300,7 @@ def _():
     cleanup.append(lambda: kinesis.delete_stream(StreamName=stream, EnforceConsumerDeletion=True))
     kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
     arn = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamARN"]
-    mapping = lam.create_event_source_mapping(
-        EventSourceArn=arn, FunctionName=FN, StartingPosition="TRIM_HORIZON", BatchSize=10,
-        MaximumBatchingWindowInSeconds=0,
-    )["UUID"]
-    cleanup.insert(0, lambda: lam.delete_event_source_mapping(UUID=mapping))
-    wait_for(lambda: lam.get_event_source_mapping(UUID=mapping)["State"] == "Enabled", 30, "mapping Enabled")
+    enabled_mapping(arn)
     token = f"kin-{uuid.uuid4().hex}"
     encoded = base64.b64encode(json.dumps({"token": token}).encode()).decode()
     put_at = time.perf_counter()
@@ -390,27 +394,8 @@ def _():
 
 @check("(i) DynamoDB stream mapping with ReportBatchItemFailures redelivers the failed record")
 def _():
-    ddb = client("dynamodb")
-    table = f"selftest-partial-{RUN}"
-    description = ddb.create_table(
-        TableName=table,
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
-    )["TableDescription"]
-    cleanup.append(lambda: ddb.delete_table(TableName=table))
-    ddb.get_waiter("table_exists").wait(TableName=table)
-    mapping = lam.create_event_source_mapping(
-        EventSourceArn=description["LatestStreamArn"],
-        FunctionName=FN,
-        StartingPosition="TRIM_HORIZON",
-        BatchSize=10,
-        MaximumBatchingWindowInSeconds=0,
-        FunctionResponseTypes=["ReportBatchItemFailures"],
-    )["UUID"]
-    cleanup.insert(0, lambda: lam.delete_event_source_mapping(UUID=mapping))
-    wait_for(lambda: lam.get_event_source_mapping(UUID=mapping)["State"] == "Enabled", 30, "mapping Enabled")
+    ddb, table, stream_arn = streamed_table(f"selftest-partial-{RUN}", "NEW_IMAGE")
+    enabled_mapping(stream_arn, FunctionResponseTypes=["ReportBatchItemFailures"])
     token = f"partial-{uuid.uuid4().hex}"
     ddb.put_item(TableName=table, Item={"pk": {"S": token}})
     deliveries = wait_for(

@@ -20,6 +20,9 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export SAM_CLI_TELEMETRY=0
+# One build from a fresh clone: incremental-compilation caches would only take disk
+# (gigabytes across 50 function binaries and the test binaries) and never be reused.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 started=$SECONDS
 step() { printf '\n== %s  (+%ss)\n' "$*" "$((SECONDS - started))"; }
 

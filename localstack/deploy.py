@@ -4,8 +4,9 @@
     localstack/.state/venv/bin/python localstack/deploy.py [--release] [--stack healthpay]
 
 1. Builds every Lambda function of the `functions` crate for this host
-   (`cargo build --workspace --bins`; debug by default, which reuses the test
-   build) and lays each binary out as `<state>/functions/<name>/bootstrap`.
+   (debug by default: the build `cargo test --workspace` makes, so after the test
+   step nothing is compiled again; `--release` builds them with `cargo build
+   --release`) and links each binary in as `<state>/functions/<name>/bootstrap`.
 2. Rewrites the template for LocalStack with support/localize_template.py (each
    function's code becomes LocalStack's hot-reload folder, which the project's
    Lambda executor runs as a host process; `Architectures` becomes this host's;
@@ -48,8 +49,15 @@ def log(message):
 
 def build(release):
     profile = "release" if release else "debug"
-    # --workspace: features unify as in `cargo test --workspace`, so the test build is reused.
-    command = ["cargo", "build", "--workspace", "--bins"] + (["--release"] if release else [])
+    if release:
+        command = ["cargo", "build", "--release", "--workspace", "--bins"]
+    else:
+        # The very build `cargo test --workspace` makes: it links every function binary
+        # (the functions crate has integration tests), with dev-dependency features
+        # unified. A plain `cargo build --bins` resolves features without them and
+        # compiles the whole dependency tree a second time, doubling the disk a CI
+        # run needs; after ./test.sh's test step this is a no-op.
+        command = ["cargo", "test", "--workspace", "--locked", "--no-run"]
     log(" ".join(command))
     subprocess.run(command, cwd=ROOT, check=True)
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / profile
@@ -57,9 +65,16 @@ def build(release):
     for binary in binaries:
         folder = STATE / "functions" / binary
         folder.mkdir(parents=True, exist_ok=True)
-        # A copy, not a link: a later `cargo build` must not swap code under a running function.
+        # A hard link, not a copy: 50 copies of a debug binary cost CI gigabytes of disk.
+        # It is safe under a running function: linkers write a new file (and Linux
+        # refuses to open a running executable for writing), so a later build leaves
+        # this inode as it is until the next deploy replaces the link.
         tmp = folder / "bootstrap.new"
-        shutil.copy2(target / binary, tmp)
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(target / binary, tmp)
+        except OSError:  # another file system
+            shutil.copy2(target / binary, tmp)
         tmp.replace(folder / "bootstrap")
     log(f"{len(binaries)} functions built ({profile})")
     return STATE / "functions"

@@ -220,6 +220,9 @@ fn card_and_claim_commands_check_roles_ownership_and_input() {
         json!([{"drugCode": "A", "drugName": "A", "quantity": 0, "unitPrice": 1}]),
         json!([{"drugCode": "A", "drugName": "A", "quantity": 1.5, "unitPrice": 1}]),
         json!([{"drugCode": "A", "drugName": "A", "quantity": 1, "unitPrice": -1}]),
+        // Every line is an amount, but the total is above 1,000,000,000.
+        json!([{"drugCode": "A", "drugName": "A", "quantity": 1000000, "unitPrice": 1000000000}]),
+        json!([{"drugCode": "A", "drugName": "A", "quantity": 1, "unitPrice": 1, "lot": "L-1"}]),
     ] {
         submit(&scene.pharmacy, scene.claim_body("RX-9", items)).expect_error(400, "VALIDATION_ERROR");
     }

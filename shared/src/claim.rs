@@ -24,7 +24,7 @@
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
 use crate::medcard::Month;
-use crate::money::Money;
+use crate::money::{Money, MAX_AMOUNT};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -66,11 +66,12 @@ pub struct Priced {
 }
 
 fn too_large() -> DomainError {
-    DomainError::Validation("the claim's total is too large".into())
+    DomainError::Validation(format!("the claim's total (Σ quantity × unitPrice) must be at most {MAX_AMOUNT}"))
 }
 
 /// `Σ quantity × unitPrice`, exactly; every item needs a quantity and a price above
-/// zero, and a total that does not fit in an amount is refused, never wrapped.
+/// zero, and the total is an amount like any other a command moves: above
+/// [`MAX_AMOUNT`] it is refused (computed in i128, so it is never wrapped first).
 pub fn items_total(items: &[ClaimItem]) -> Result<Money, DomainError> {
     if items.is_empty() {
         return Err(DomainError::Validation("a claim needs at least one item".into()));
@@ -86,7 +87,7 @@ pub fn items_total(items: &[ClaimItem]) -> Result<Money, DomainError> {
         // Each line is below 2^95, so only an absurd number of lines could overflow i128.
         total = total.checked_add(item.quantity as i128 * item.unit_price.minor() as i128).ok_or_else(too_large)?;
     }
-    i64::try_from(total).map(Money::from_minor).map_err(|_| too_large())
+    i64::try_from(total).ok().map(Money::from_minor).filter(|total| *total <= MAX_AMOUNT).ok_or_else(too_large)
 }
 
 /// Prices a claim.
@@ -493,10 +494,13 @@ mod tests {
     fn a_huge_claim_is_refused_rather_than_overflowing() {
         let huge = vec![item("A", u32::MAX, Money::from_minor(i64::MAX)), item("B", u32::MAX, Money::from_minor(i64::MAX))];
         assert_eq!(price(&huge, 100, Money::from_minor(i64::MAX)).unwrap_err().code(), "VALIDATION_ERROR");
-        // The largest total that fits is priced exactly: the i128 product cannot overflow.
-        let largest = [item("A", 1, Money::from_minor(i64::MAX))];
-        assert_eq!(price(&largest, 100, Money::from_minor(i64::MAX)), Ok(priced(i64::MAX, i64::MAX, 0)));
-        assert_eq!(price(&largest, 99, Money::from_minor(i64::MAX)).unwrap().copayment, Money::from_minor(i64::MAX / 100));
+        // The largest total is the largest amount, priced exactly; one cent more is refused,
+        // even when every line is an amount.
+        let largest = [item("A", 1, MAX_AMOUNT)];
+        assert_eq!(price(&largest, 100, MAX_AMOUNT), Ok(priced(MAX_AMOUNT.minor(), MAX_AMOUNT.minor(), 0)));
+        assert_eq!(price(&largest, 99, MAX_AMOUNT).unwrap().copayment, Money::from_minor(MAX_AMOUNT.minor() / 100));
+        let one_cent_more = [item("A", 1, MAX_AMOUNT), item("B", 1, Money::from_minor(1))];
+        assert_eq!(price(&one_cent_more, 100, MAX_AMOUNT).unwrap_err().code(), "VALIDATION_ERROR");
     }
 
     #[test]

@@ -19,7 +19,7 @@ const REFERENCE_MAX: usize = 128;
 const DESCRIPTION_MAX: usize = 512;
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "a JSON object")]
 struct CreateBody {
     wallet_type: String,
     #[serde(default)]
@@ -35,7 +35,8 @@ pub async fn create(app: &App, incoming: &Incoming) -> Result<StoredResponse, Ap
     let wallet_type: WalletType = one_of("walletType", &body.wallet_type, "personal, business, merchant")?;
     let currency = match body.currency.as_deref() {
         None => Currency::egp(),
-        Some(code) => Currency::parse(code).ok_or_else(|| ApiError::validation(format!("currency must be an ISO 4217 code such as EGP, got {code:?}")))?,
+        Some(code) => Currency::parse(code)
+            .ok_or_else(|| ApiError::validation(format!("currency must be an ISO 4217 code counted in hundredths, such as EGP or USD, got {code:?}")))?,
     };
     let kyc_level: KycLevel = one_of("kycLevel", body.kyc_level.as_deref().unwrap_or("basic"), "basic, standard, full")?;
     let initial_balance = match &body.initial_balance {
@@ -64,6 +65,7 @@ pub async fn activate(app: &App, incoming: &Incoming) -> Result<StoredResponse, 
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a JSON object")]
 struct SuspendBody {
     reason: String,
 }
@@ -74,6 +76,7 @@ pub async fn suspend(app: &App, incoming: &Incoming) -> Result<StoredResponse, A
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a JSON object")]
 struct CloseBody {
     #[serde(default)]
     reason: Option<String>,
@@ -85,7 +88,7 @@ pub async fn close(app: &App, incoming: &Incoming) -> Result<StoredResponse, Api
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "a JSON object")]
 struct MovementBody {
     amount: Box<RawValue>,
     transaction_type: String,

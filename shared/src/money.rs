@@ -156,9 +156,23 @@ impl fmt::Display for Money {
 #[serde(transparent)]
 pub struct Currency(String);
 
+/// The ISO 4217 currencies (fund codes, precious metals and testing codes left
+/// out) whose minor unit is a hundredth. Every amount is counted in hundredths
+/// ([`MINOR_PER_MAJOR`]), so a currency with another minor unit, such as JPY (1)
+/// or KWD (1/1000), would be mis-stated; those are not offered.
+const HUNDREDTHS_CURRENCIES: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD",
+    "CAD", "CDF", "CHF", "CNY", "COP", "CRC", "CUP", "CZK", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD",
+    "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IRR", "JMD", "KES", "KGS", "KHR", "KPW", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL",
+    "MAD", "MDL", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "PAB", "PEN", "PGK",
+    "PHP", "PKR", "PLN", "QAR", "RON", "RSD", "RUB", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL",
+    "THB", "TJS", "TMT", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "USD", "UYU", "UZS", "VED", "VES", "WST", "XCD", "XCG", "YER", "ZAR", "ZMW", "ZWG",
+];
+
 impl Currency {
+    /// `Some` for an ISO 4217 code counted in hundredths (see [`HUNDREDTHS_CURRENCIES`]).
     pub fn parse(code: &str) -> Option<Currency> {
-        (code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())).then(|| Currency(code.to_string()))
+        HUNDREDTHS_CURRENCIES.binary_search(&code).is_ok().then(|| Currency(code.to_string()))
     }
     pub fn egp() -> Currency {
         Currency("EGP".into())
@@ -239,5 +253,10 @@ mod tests {
         assert!(Currency::parse("EGP").is_some());
         assert!(Currency::parse("egp").is_none());
         assert!(Currency::parse("EGPX").is_none());
+        // Well formed, but not a currency, or not one counted in hundredths.
+        for code in ["ZZZ", "XAU", "JPY", "KWD"] {
+            assert!(Currency::parse(code).is_none(), "{code}");
+        }
+        assert!(HUNDREDTHS_CURRENCIES.windows(2).all(|pair| pair[0] < pair[1]), "sorted, for the binary search");
     }
 }

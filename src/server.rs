@@ -185,6 +185,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     if !(1..=24 * 3600).contains(&args.payment_expiry_sweep_seconds) {
         return Err("--payment-expiry-sweep-seconds must be from 1 to 86400".into());
     }
+    // Listen first: a second server on a busy port stops here, before it opens the
+    // stores or starts a feed consumer.
+    let address: SocketAddr = format!("{}:{}", args.host, args.port).parse().map_err(|e| format!("bad --host/--port: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| format!("cannot listen on {address}: {e}"))?;
     let (stop, stopping) = watch::channel(false);
     let stores = open_stores(&args, stopping.clone()).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -245,8 +249,6 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         verifier: api::auth::TokenVerifier::new(&secret),
     });
     let router = router(gateway, metrics);
-    let address: SocketAddr = format!("{}:{}", args.host, args.port).parse().map_err(|e| format!("bad --host/--port: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| format!("cannot listen on {address}: {e}"))?;
     tracing::info!(address = %listener.local_addr().map_err(|e| e.to_string())?, backend = stores.kind, data_dir = %args.data_dir.display(), "healthpay is serving");
 
     // In-flight requests finish before we stop: an acknowledged command is committed.
@@ -307,18 +309,26 @@ fn router(gateway: Arc<Gateway>, metrics: Arc<Metrics>) -> axum::Router {
             }),
         );
     }
-    router.route("/metrics", axum::routing::get(move || async move { ([("content-type", "text/plain; version=0.0.4")], metrics.render()) })).fallback(not_found)
+    // prometheus-client writes the OpenMetrics text format (it ends with `# EOF`).
+    let openmetrics = [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")];
+    router
+        .route("/metrics", axum::routing::get(move || async move { (openmetrics, metrics.render()) }))
+        // A known path with another method is "no route" too, as API Gateway answers it.
+        .method_not_allowed_fallback(not_found)
+        .fallback(not_found)
 }
 
 async fn not_found(request: Request) -> axum::response::Response {
+    let correlation_id = uuid::Uuid::now_v7().to_string();
     let body = serde_json::json!({
         "statusCode": 404,
         "error": "NOT_FOUND",
         "message": format!("no route for {} {}", request.method(), request.uri().path()),
         "timestamp": shared::clock::rfc3339(SystemClock.now()),
-        "correlationId": uuid::Uuid::now_v7().to_string(),
+        "correlationId": correlation_id,
     });
-    (axum::http::StatusCode::NOT_FOUND, [("content-type", "application/json")], body.to_string()).into_response()
+    (axum::http::StatusCode::NOT_FOUND, [("content-type", "application/json".to_string()), ("x-correlation-id", correlation_id)], body.to_string())
+        .into_response()
 }
 
 use axum::response::IntoResponse;

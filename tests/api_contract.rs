@@ -229,15 +229,24 @@ fn bad_input_gets_a_400_with_the_error_body_and_never_a_500() {
         r#"{"amount": 1, "transactionType": "claim_payment", "reference": "r"}"#,
         r#"{"amount": 1, "transactionType": "payment_refund", "reference": "r"}"#,
         r#"[1, 2]"#,
+        // A field the route does not know is refused, never ignored: this is no USD debit.
+        r#"{"amount": 1, "transactionType": "payment", "reference": "r", "currency": "USD"}"#,
     ];
     for body in bad_bodies {
         server.request("POST", &debit, Some(&alice), &[], Some(body)).expect_error(400, "VALIDATION_ERROR");
     }
+    let unknown =
+        server.request("POST", &debit, Some(&alice), &[], Some(r#"{"amount": 1, "transactionType": "payment", "reference": "r", "currency": "USD"}"#));
+    assert!(unknown.body["message"].as_str().unwrap().contains("unknown field `currency`"), "{}", unknown.body);
+    let not_an_object = server.request("POST", &debit, Some(&alice), &[], Some("[1, 2]"));
+    assert!(not_an_object.body["message"].as_str().unwrap().contains("expected a JSON object"), "{}", not_an_object.body);
     server
         .post(&alice, "/api/v2/commands/wallets/not-a-uuid/debit", json!({"amount": 1, "transactionType": "payment", "reference": "r"}))
         .expect_error(400, "VALIDATION_ERROR");
     server.post(&alice, "/api/v2/commands/wallets/create", json!({"walletType": "savings"})).expect_error(400, "VALIDATION_ERROR");
-    server.post(&alice, "/api/v2/commands/wallets/create", json!({"walletType": "personal", "currency": "egp"})).expect_error(400, "VALIDATION_ERROR");
+    for currency in ["egp", "ZZZ", "JPY"] {
+        server.post(&alice, "/api/v2/commands/wallets/create", json!({"walletType": "personal", "currency": currency})).expect_error(400, "VALIDATION_ERROR");
+    }
     server.post(&alice, "/api/v2/commands/wallets/create", json!({"walletType": "personal", "initialBalance": -5})).expect_error(400, "VALIDATION_ERROR");
     server.get(&alice, &format!("/api/v2/wallets/{wallet}/transactions?limit=0")).expect_error(400, "VALIDATION_ERROR");
     server.get(&alice, &format!("/api/v2/wallets/{wallet}/transactions?limit=201")).expect_error(400, "VALIDATION_ERROR");
@@ -249,6 +258,10 @@ fn bad_input_gets_a_400_with_the_error_body_and_never_a_500() {
     server.get(&alice, &format!("/api/v2/wallets/{}", uuid::Uuid::now_v7())).expect_error(404, "NOT_FOUND");
     server.debit(&alice, &uuid::Uuid::now_v7().to_string(), "1").expect_error(404, "NOT_FOUND");
     server.get(&alice, "/api/v2/nowhere").expect_error(404, "NOT_FOUND");
+    // A known path with another method is no route either, as on API Gateway.
+    let wrong_method = server.request("GET", "/api/v2/commands/wallets/create", Some(&alice), &[], None);
+    wrong_method.expect_error(404, "NOT_FOUND");
+    assert_eq!(wrong_method.header("x-correlation-id"), wrong_method.body["correlationId"].as_str());
     // Business rules are 422s.
     let pending = server.create_wallet(&alice);
     server.debit(&alice, &pending, "1").expect_error(422, "WALLET_NOT_ACTIVE");
@@ -315,6 +328,8 @@ fn health_and_metrics_tell_how_the_server_is_doing() {
     server.debit(&alice, &wallet, "1").expect_error(422, "INSUFFICIENT_FUNDS");
     let reply = server.request("GET", &format!("/api/v2/wallets/{wallet}"), Some(&alice), &[("X-Correlation-Id", "trace-me-42")], None);
     assert_eq!(reply.header("x-correlation-id"), Some("trace-me-42"));
+    let scraped = server.request("GET", "/metrics", None, &[], None);
+    assert_eq!(scraped.header("content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
     let metrics = server.metrics();
     for needle in [
         "healthpay_commands_total{route=\"wallet.debit\",outcome=\"INSUFFICIENT_FUNDS\"} 1",

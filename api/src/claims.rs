@@ -32,7 +32,7 @@ const ITEMS_MAX: usize = 100;
 const DOCUMENTS_MAX: usize = 20;
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "a JSON object")]
 struct PrescriptionBody {
     medcard_id: String,
     beneficiary_id: String,
@@ -43,7 +43,7 @@ struct PrescriptionBody {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an item object with drugCode, drugName, quantity and unitPrice")]
 struct ItemBody {
     drug_code: String,
     drug_name: String,
@@ -214,7 +214,7 @@ async fn claim_page(app: &App, incoming: &Incoming, list: &str) -> Result<Stored
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "a JSON object")]
 struct InsuranceBody {
     medcard_id: String,
     provider_wallet_id: String,
@@ -275,6 +275,7 @@ pub async fn submit_insurance(app: &App, incoming: &Incoming) -> Result<StoredRe
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a JSON object")]
 struct ApproveBody {
     #[serde(default)]
     amount: Option<Box<RawValue>>,
@@ -318,6 +319,7 @@ pub async fn approve_insurance(app: &App, incoming: &Incoming) -> Result<StoredR
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a JSON object")]
 struct RejectBody {
     reason: String,
 }

@@ -80,11 +80,16 @@ impl Incoming {
         self.request.query_string_parameters().first(name).map(str::to_string)
     }
 
-    /// Parses the JSON body. An empty body reads as `{}` (for commands whose body
-    /// is optional).
+    /// Parses the JSON body, which must be an object. An empty body reads as `{}`
+    /// (for commands whose body is optional).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         let bytes = self.body_bytes();
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => return serde_json::from_slice(b"{}").map_err(|e| ApiError::validation(format!("a request body is required: {e}"))),
+            // serde would read `[1, "payment", …]` into the fields in order.
+            Some(b'{') => {}
+            Some(_) => return Err(ApiError::validation("invalid request body: expected a JSON object")),
+        }
         serde_json::from_slice(bytes).map_err(|e| ApiError::validation(format!("invalid request body: {e}")))
     }
 

@@ -27,7 +27,7 @@ const NAME_MAX: usize = 128;
 const REASON_MAX: usize = 512;
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "a JSON object")]
 struct IssueBody {
     holder_id: String,
     sponsor_wallet_id: String,
@@ -88,6 +88,7 @@ pub async fn activate(app: &App, incoming: &Incoming) -> Result<StoredResponse, 
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a JSON object")]
 struct ReasonBody {
     reason: String,
 }
@@ -102,7 +103,7 @@ pub async fn expire(app: &App, incoming: &Incoming) -> Result<StoredResponse, Ap
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "a JSON object")]
 struct BeneficiaryBody {
     beneficiary_id: String,
     name: String,
@@ -125,7 +126,7 @@ pub async fn remove_beneficiary(app: &App, incoming: &Incoming) -> Result<Stored
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "a JSON object")]
 struct LimitBody {
     monthly_limit: Box<RawValue>,
 }

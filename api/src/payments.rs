@@ -28,7 +28,7 @@ const REFERENCE_MAX: usize = 128;
 const DESCRIPTION_MAX: usize = 512;
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "a JSON object")]
 struct AuthorizeBody {
     payer_wallet_id: String,
     merchant_wallet_id: String,
@@ -100,6 +100,7 @@ pub async fn authorize(app: &App, incoming: &Incoming) -> Result<StoredResponse,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a JSON object")]
 struct CaptureBody {
     #[serde(default)]
     amount: Option<Box<RawValue>>,
@@ -153,6 +154,7 @@ pub async fn void(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiE
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a JSON object")]
 struct RefundBody {
     #[serde(default)]
     amount: Option<Box<RawValue>>,

@@ -14,7 +14,7 @@ use shared::wallet::Wallet;
 use uuid::Uuid;
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "a JSON object")]
 struct TransferBody {
     source_wallet_id: String,
     destination_wallet_id: String,

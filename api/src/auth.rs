@@ -101,6 +101,21 @@ pub struct TokenVerifier {
     validation: Validation,
 }
 
+/// Why a token was refused, in the caller's terms: the library's own wording names
+/// its internals (`InvalidSignature`, its list of algorithms).
+fn rejection(kind: &jsonwebtoken::errors::ErrorKind) -> String {
+    use jsonwebtoken::errors::ErrorKind::*;
+    match kind {
+        ExpiredSignature => "it has expired".into(),
+        ImmatureSignature => "it is not valid yet".into(),
+        InvalidSignature => "its signature does not verify".into(),
+        InvalidAlgorithm | InvalidAlgorithmName => "it must be signed with HS256".into(),
+        InvalidIssuer | InvalidAudience => "it was not issued for this API (iss, aud)".into(),
+        MissingRequiredClaim(claim) => format!("it has no {claim} claim"),
+        _ => "it is not a well-formed JWT".into(),
+    }
+}
+
 impl TokenVerifier {
     pub fn new(secret: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
@@ -123,7 +138,7 @@ impl TokenVerifier {
 
     pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| ApiError::unauthenticated(format!("invalid bearer token: {e}")))?;
+            .map_err(|e| ApiError::unauthenticated(format!("invalid bearer token: {}", rejection(e.kind()))))?;
         if data.claims.sub.trim().is_empty() {
             return Err(ApiError::unauthenticated("invalid bearer token: empty sub"));
         }
@@ -149,9 +164,14 @@ mod tests {
         assert_eq!(caller, Caller { sub: "alice".into(), roles: vec!["admin".into()] });
         assert_eq!(verifier.verify_header(None).unwrap_err().status, 401);
         assert_eq!(verifier.verify_header(Some(&token)).unwrap_err().status, 401, "no Bearer prefix");
-        assert_eq!(TokenVerifier::new(b"other").verify(&token).unwrap_err().code, "UNAUTHENTICATED");
+        let forged = TokenVerifier::new(b"other").verify(&token).unwrap_err();
+        assert_eq!((forged.code, forged.message.as_str()), ("UNAUTHENTICATED", "invalid bearer token: its signature does not verify"));
         let expired = verifier.mint("alice", &[], now - 7200, 60);
-        assert_eq!(verifier.verify(&expired).unwrap_err().status, 401);
-        assert_eq!(verifier.verify("garbage").unwrap_err().status, 401);
+        assert_eq!(verifier.verify(&expired).unwrap_err().message, "invalid bearer token: it has expired");
+        assert_eq!(verifier.verify("garbage").unwrap_err().message, "invalid bearer token: it is not a well-formed JWT");
+        // alg "none": refused without the library's list of algorithms.
+        let unsigned = format!("eyJhbGciOiJub25lIn0.{}.", token.split('.').nth(1).unwrap());
+        let refused = verifier.verify(&unsigned).unwrap_err();
+        assert_eq!((refused.status, refused.message.as_str()), (401, "invalid bearer token: it is not a well-formed JWT"));
     }
 }

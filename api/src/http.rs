@@ -88,7 +88,11 @@ impl Incoming {
             None => return serde_json::from_slice(b"{}").map_err(|e| ApiError::validation(format!("a request body is required: {e}"))),
             // serde would read `[1, "payment", …]` into the fields in order.
             Some(b'{') => {}
-            Some(_) => return Err(ApiError::validation("invalid request body: expected a JSON object")),
+            Some(_) => {
+                let sent_as = self.request.headers().get("content-type").and_then(|v| v.to_str().ok()).filter(|ct| !ct.contains("json"));
+                let hint = sent_as.map(|ct| format!(" (it was sent as {ct}: send Content-Type: application/json)")).unwrap_or_default();
+                return Err(ApiError::validation(format!("invalid request body: expected a JSON object{hint}")));
+            }
         }
         serde_json::from_slice(bytes).map_err(|e| ApiError::validation(format!("invalid request body: {e}")))
     }
@@ -199,4 +203,35 @@ pub fn one_of<T: DeserializeOwned>(field: &str, value: &str, allowed: &str) -> R
         return Err(refused());
     }
     serde_json::from_value(serde_json::Value::String(value.to_string())).map_err(|_| refused())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(content_type: &str, body: &str) -> Incoming {
+        let request = lambda_http::http::Request::builder().header("content-type", content_type).body(Body::from(body)).unwrap();
+        Incoming::new(request, chrono::Utc::now())
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Named {
+        name: String,
+    }
+
+    #[test]
+    fn a_body_must_be_a_json_object_and_a_form_is_told_how_to_send_one() {
+        assert_eq!(body_of("application/json", r#" {"name": "a"}"#).json::<Named>().unwrap().name, "a");
+        let array = body_of("application/json", r#"["a"]"#).json::<Named>().unwrap_err();
+        assert_eq!(array.message, "invalid request body: expected a JSON object");
+        // What LocalStack makes of curl's default form encoding.
+        let form = body_of("application/x-www-form-urlencoded", "%7B%22name%22%3A%22a%22%7D=").json::<Named>().unwrap_err();
+        assert_eq!(
+            form.message,
+            "invalid request body: expected a JSON object (it was sent as application/x-www-form-urlencoded: send Content-Type: application/json)"
+        );
+        let unknown = body_of("application/json", r#"{"name": "a", "nick": "b"}"#).json::<Named>().unwrap_err();
+        assert!(unknown.message.contains("unknown field `nick`"), "{}", unknown.message);
+    }
 }

@@ -58,7 +58,8 @@ def localize(template: dict, base: Path, lambda_dir: Path, arch: str) -> dict:
     globals_function = template.get("Globals", {}).get("Function")
     if isinstance(globals_function, dict) and "Architectures" in globals_function:
         globals_function["Architectures"] = [arch]
-    for name, resource in template.get("Resources", {}).items():
+    localized = {}
+    for resource in template.get("Resources", {}).values():
         kind = resource.get("Type")
         props = resource.setdefault("Properties", {})
         if kind == "AWS::Serverless::Function":
@@ -75,7 +76,9 @@ def localize(template: dict, base: Path, lambda_dir: Path, arch: str) -> dict:
                 del props["DefinitionUri"]
         else:
             continue
-        print(f"localized {name} ({kind})", file=sys.stderr)
+        localized[kind] = localized.get(kind, 0) + 1
+    summary = ", ".join(f"{count} {kind}" for kind, count in localized.items())
+    print(f"localize_template: rewrote {summary} for LocalStack", file=sys.stderr)
     return template
 
 

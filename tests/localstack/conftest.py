@@ -31,7 +31,7 @@ def stack():
 
 class Api:
     def __init__(self, stack):
-        self.base = f"{ENDPOINT}/restapis/{stack['ApiId']}/v1/_user_request_"
+        self.base = f"{ENDPOINT}/_aws/execute-api/{stack['ApiId']}/v1"
         self.secret = stack["JwtSecret"]
         self.binary = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug" / "healthpay"
 

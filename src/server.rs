@@ -320,13 +320,8 @@ fn router(gateway: Arc<Gateway>, metrics: Arc<Metrics>) -> axum::Router {
 
 async fn not_found(request: Request) -> axum::response::Response {
     let correlation_id = uuid::Uuid::now_v7().to_string();
-    let body = serde_json::json!({
-        "statusCode": 404,
-        "error": "NOT_FOUND",
-        "message": format!("no route for {} {}", request.method(), request.uri().path()),
-        "timestamp": shared::clock::rfc3339(SystemClock.now()),
-        "correlationId": correlation_id,
-    });
+    let error = api::error::ApiError::not_found(format!("no route for {} {}", request.method(), request.uri().path()));
+    let body = error.body(&shared::clock::rfc3339(SystemClock.now()), &correlation_id);
     (axum::http::StatusCode::NOT_FOUND, [("content-type", "application/json".to_string()), ("x-correlation-id", correlation_id)], body.to_string())
         .into_response()
 }

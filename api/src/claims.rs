@@ -97,9 +97,15 @@ pub async fn submit(app: &App, incoming: &Incoming) -> Result<StoredResponse, Ap
                 return Err(DomainError::Forbidden(format!("{} does not own pharmacy wallet {pharmacy_wallet_id}", caller.sub)).into());
             }
             let patient: Wallet = uow.peek(patient_wallet_id).await?;
-            patient.open().ok_or(DomainError::NotFound { kind: "wallet", id: patient_wallet_id })?;
+            let patient = patient.open().ok_or(DomainError::NotFound { kind: "wallet", id: patient_wallet_id })?;
             let card: MedCard = uow.peek(medcard_id).await?;
             let holder_id = card.issued().ok_or(DomainError::NotFound { kind: "medcard", id: medcard_id })?.terms.holder_id.clone();
+            // The copayment is the card holder's to pay: never from anybody else's wallet.
+            if patient.owner_id != holder_id {
+                return Err(
+                    DomainError::Forbidden(format!("patient wallet {patient_wallet_id} is not owned by the holder of medical card {medcard_id}")).into()
+                );
+            }
             let claim = PrescriptionCommand::Claim { prescription_id: prescription_id.clone(), claim_id };
             uow.handle::<Prescription>(prescription::stream_uuid(&prescription_id), &claim).await?;
             let terms = ClaimTerms {

@@ -1,0 +1,54 @@
+//! The two holes a hostile caller found (issue 9), each pinned by a test that
+//! failed before its fix.
+
+mod support;
+
+use api::auth::{with_caller, Caller};
+use api::Route;
+use serde_json::{json, Value};
+use support::{caller, World};
+
+/// A pharmacy filing against a real card and beneficiary, but naming a stranger's
+/// wallet for the copayment, is refused and files nothing.
+#[tokio::test]
+async fn a_pharmacy_cannot_take_the_copayment_from_a_wallet_the_card_holder_does_not_own() {
+    let world = World::new();
+    let (insurer, patient, pharmacy, stranger) =
+        (caller("insurer-1", &["insurer"]), caller("patient-1", &[]), caller("pharmacy-1", &["pharmacy"]), caller("stranger", &[]));
+    let sponsor = world.wallet(&insurer, "business", 10_000).await;
+    let pharmacy_wallet = world.wallet(&pharmacy, "merchant", 0).await;
+    let stranger_wallet = world.wallet(&stranger, "personal", 1_000).await;
+    let (card, beneficiary) = world.card(&insurer, &sponsor, &patient, 50).await;
+    let before = world.event_count().await;
+    let (status, body) = world
+        .call(
+            Route::SubmitPrescriptionClaim,
+            Some(&pharmacy),
+            &[],
+            json!({"medcardId": card, "beneficiaryId": beneficiary, "prescriptionId": "RX-1", "pharmacyWalletId": pharmacy_wallet,
+                   "patientWalletId": stranger_wallet,
+                   "items": [{"drugCode": "X", "drugName": "X", "quantity": 1, "unitPrice": 500}]}),
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("FORBIDDEN")), "{body}");
+    assert_eq!(world.event_count().await, before, "nothing was filed");
+    assert_eq!(world.balance(&stranger_wallet).await, json!(1000));
+}
+
+/// Roles travel as a list: one odd role name that contains a comma is not two roles.
+#[tokio::test]
+async fn a_role_with_a_comma_in_its_name_is_not_admin() {
+    let odd = Caller { sub: "mallory".into(), roles: vec!["pharmacy,admin".into()] };
+    let request = with_caller(lambda_http::Request::new(lambda_http::Body::Empty), &odd);
+    let seen = Caller::from_request(&request).unwrap();
+    assert!(!seen.is_admin(), "{seen:?}");
+    assert!(!seen.has_role("pharmacy"), "{seen:?}");
+
+    let world = World::new();
+    let alice = caller("alice", &[]);
+    let wallet = world.wallet(&alice, "personal", 100).await;
+    let (status, _) = world.call(Route::GetWallet, Some(&odd), &[("walletId", &wallet)], Value::Null).await;
+    assert_eq!(status, 403);
+    let (status, _) = world.call(Route::SuspendWallet, Some(&odd), &[("walletId", &wallet)], json!({"reason": "mine now"})).await;
+    assert_eq!(status, 403);
+}

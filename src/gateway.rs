@@ -44,7 +44,7 @@ impl Gateway {
         let rejection = if route.needs_caller() {
             match self.verifier.verify_header(authorization.as_deref()) {
                 Ok(caller) => {
-                    context.authorizer.fields = caller.context_fields();
+                    context.authorizer.fields = api::auth::context_fields(&caller);
                     None
                 }
                 Err(e) => Some(e),

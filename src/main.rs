@@ -80,12 +80,13 @@ fn main() -> std::process::ExitCode {
 }
 
 fn token(sub: &str, roles: &str, data_dir: &std::path::Path, ttl_hours: i64) -> Result<String, String> {
-    if sub.trim().is_empty() {
-        return Err("--sub must not be empty".into());
-    }
-    let roles = api::auth::split_roles(roles);
-    if let Some(unknown) = roles.iter().find(|r| !api::auth::KNOWN_ROLES.contains(&r.as_str())) {
-        return Err(format!("unknown role {unknown:?}; roles are {}", api::auth::KNOWN_ROLES.join(", ")));
+    api::auth::Caller::new(sub.trim(), [""; 0]).map_err(|e| format!("--sub: {e}"))?;
+    // On the command line roles are comma-separated; each must be a role this ledger knows
+    // (a token carries them as a list, and the server ignores names it does not know).
+    let roles: Vec<String> = roles.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_string).collect();
+    if let Some(unknown) = roles.iter().find(|r| api::auth::Role::parse(r).is_none()) {
+        let known: Vec<&str> = api::auth::Role::ALL.iter().map(|r| r.as_str()).collect();
+        return Err(format!("unknown role {unknown:?}; roles are {}", known.join(", ")));
     }
     if !(1..=24 * 365).contains(&ttl_hours) {
         return Err("--ttl-hours must be from 1 to 8760".into());

@@ -3,67 +3,59 @@
 //! On AWS, the REST API's Lambda authorizer validates the bearer JWT and passes
 //! `sub` and `roles` in the request context; locally, the server validates the same
 //! token with [`TokenVerifier`] and fills in the same context. Handlers only ever
-//! read the context ([`Caller::from_request`]).
+//! read the context ([`caller_of`]).
 
 use crate::error::ApiError;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
 use serde::{Deserialize, Serialize};
+pub use shared::app::{Caller, Role};
+use std::collections::HashMap;
 
-pub const ADMIN: &str = "admin";
-pub const KNOWN_ROLES: [&str; 3] = ["admin", "pharmacy", "insurer"];
 /// The token issuer and audience this ledger mints and accepts.
 pub const ISSUER: &str = "healthpay-ledger";
 pub const AUDIENCE: &str = "healthpay-api";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub sub: String,
-    pub roles: Vec<String>,
+fn no_caller() -> ApiError {
+    ApiError::unauthenticated("missing or invalid bearer token")
 }
 
-impl Caller {
-    pub fn is_admin(&self) -> bool {
-        self.has_role(ADMIN)
-    }
-    pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
-    }
-    /// The owner, or an admin.
-    pub fn may_act_for(&self, owner_id: &str) -> bool {
-        self.sub == owner_id || self.is_admin()
-    }
+/// Reads the authorizer context API Gateway (or the local server) attached.
+///
+/// `roles` is a JSON array, as [`context_fields`] writes it (API Gateway passes
+/// authorizer context values as strings, so the array arrives JSON-encoded in
+/// one). It is never split on commas: any other shape is refused, not guessed at.
+pub fn caller_of(request: &lambda_http::Request) -> Result<Caller, ApiError> {
+    let fields = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => &context.authorizer.fields,
+        _ => return Err(no_caller()),
+    };
+    let text = |key: &str| fields.get(key).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
+    let sub = text("sub").or_else(|| text("principalId")).ok_or_else(no_caller)?;
+    let roles: Vec<String> = match fields.get("roles") {
+        None | Some(serde_json::Value::Null) => vec![],
+        Some(serde_json::Value::String(encoded)) => serde_json::from_str(encoded).map_err(|_| no_caller())?,
+        Some(list @ serde_json::Value::Array(_)) => serde_json::from_value(list.clone()).map_err(|_| no_caller())?,
+        Some(_) => return Err(no_caller()),
+    };
+    Caller::new(sub, roles).map_err(|e| ApiError::unauthenticated(format!("invalid bearer token: {e}")))
+}
 
-    /// Reads the authorizer context API Gateway (or the local server) attached.
-    pub fn from_request(request: &lambda_http::Request) -> Result<Caller, ApiError> {
-        let fields = match request.request_context_ref() {
-            Some(RequestContext::ApiGatewayV1(context)) => &context.authorizer.fields,
-            _ => return Err(ApiError::unauthenticated("missing or invalid bearer token")),
-        };
-        let text = |key: &str| fields.get(key).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
-        let sub = text("sub").or_else(|| text("principalId")).ok_or_else(|| ApiError::unauthenticated("missing or invalid bearer token"))?;
-        let roles = match fields.get("roles") {
-            // Lambda authorizer context values are strings: roles travel comma-separated.
-            Some(serde_json::Value::String(list)) => split_roles(list),
-            Some(serde_json::Value::Array(list)) => list.iter().filter_map(|r| r.as_str()).map(str::to_string).collect(),
-            _ => vec![],
-        };
-        Ok(Caller { sub: sub.to_string(), roles })
-    }
-
-    /// The authorizer context for this caller, as API Gateway passes it on.
-    pub fn context_fields(&self) -> std::collections::HashMap<String, serde_json::Value> {
-        [("principalId", self.sub.clone()), ("sub", self.sub.clone()), ("roles", self.roles.join(","))]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
-            .collect()
-    }
+/// The authorizer context for `caller`, as API Gateway passes it on: string values,
+/// `roles` a JSON array.
+pub fn context_fields(caller: &Caller) -> HashMap<String, serde_json::Value> {
+    let roles: Vec<&str> = caller.roles().map(Role::as_str).collect();
+    let roles = serde_json::to_string(&roles).expect("a list of strings serialises");
+    [("principalId", caller.sub.clone()), ("sub", caller.sub.clone()), ("roles", roles)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
+        .collect()
 }
 
 /// Whether API Gateway (or a stand-in) attached an authorizer context.
 pub fn has_caller(request: &lambda_http::Request) -> bool {
-    Caller::from_request(request).is_ok()
+    caller_of(request).is_ok()
 }
 
 /// Attaches `caller` as the authorizer context, as API Gateway does after its
@@ -73,12 +65,8 @@ pub fn with_caller(request: lambda_http::Request, caller: &Caller) -> lambda_htt
         Some(RequestContext::ApiGatewayV1(context)) => context.clone(),
         _ => Default::default(),
     };
-    context.authorizer.fields = caller.context_fields();
+    context.authorizer.fields = context_fields(caller);
     request.with_request_context(RequestContext::ApiGatewayV1(context))
-}
-
-pub fn split_roles(list: &str) -> Vec<String> {
-    list.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_string).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +78,9 @@ pub struct Claims {
     pub aud: String,
     pub iat: i64,
     pub exp: i64,
+    /// Not before: a token is refused until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
 
 /// HS256 tokens with a shared secret: verified by the local server and the Lambda
@@ -122,6 +113,7 @@ impl TokenVerifier {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.validate_nbf = true;
         validation.leeway = 30;
         TokenVerifier { decoding: DecodingKey::from_secret(secret), encoding: EncodingKey::from_secret(secret), validation }
     }
@@ -139,15 +131,16 @@ impl TokenVerifier {
     pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| ApiError::unauthenticated(format!("invalid bearer token: {}", rejection(e.kind()))))?;
-        if data.claims.sub.trim().is_empty() {
-            return Err(ApiError::unauthenticated("invalid bearer token: empty sub"));
-        }
-        Ok(Caller { sub: data.claims.sub, roles: data.claims.roles })
+        Caller::new(&data.claims.sub, &data.claims.roles).map_err(|e| ApiError::unauthenticated(format!("invalid bearer token: {e}")))
     }
 
     pub fn mint(&self, sub: &str, roles: &[String], now: i64, ttl_seconds: i64) -> String {
-        let claims = Claims { sub: sub.into(), roles: roles.to_vec(), iss: ISSUER.into(), aud: AUDIENCE.into(), iat: now, exp: now + ttl_seconds };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signing cannot fail")
+        self.sign(&Claims { sub: sub.into(), roles: roles.to_vec(), iss: ISSUER.into(), aud: AUDIENCE.into(), iat: now, exp: now + ttl_seconds, nbf: None })
+    }
+
+    /// Signs any claims (tests use it for tokens `mint` would never make).
+    pub fn sign(&self, claims: &Claims) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding).expect("HS256 signing cannot fail")
     }
 }
 
@@ -161,7 +154,7 @@ mod tests {
         let now = chrono::Utc::now().timestamp();
         let token = verifier.mint("alice", &["admin".into()], now, 3600);
         let caller = verifier.verify_header(Some(&format!("Bearer {token}"))).unwrap();
-        assert_eq!(caller, Caller { sub: "alice".into(), roles: vec!["admin".into()] });
+        assert_eq!(caller, Caller::new("alice", ["admin"]).unwrap());
         assert_eq!(verifier.verify_header(None).unwrap_err().status, 401);
         assert_eq!(verifier.verify_header(Some(&token)).unwrap_err().status, 401, "no Bearer prefix");
         let forged = TokenVerifier::new(b"other").verify(&token).unwrap_err();
@@ -173,5 +166,33 @@ mod tests {
         let unsigned = format!("eyJhbGciOiJub25lIn0.{}.", token.split('.').nth(1).unwrap());
         let refused = verifier.verify(&unsigned).unwrap_err();
         assert_eq!((refused.status, refused.message.as_str()), (401, "invalid bearer token: it is not a well-formed JWT"));
+    }
+
+    #[test]
+    fn a_token_is_refused_before_its_nbf_and_for_a_sub_that_is_not_1_to_128_visible_characters() {
+        let verifier = TokenVerifier::new(b"secret-1");
+        let now = chrono::Utc::now().timestamp();
+        let claims =
+            |sub: &str, nbf: Option<i64>| Claims { sub: sub.into(), roles: vec![], iss: ISSUER.into(), aud: AUDIENCE.into(), iat: now, exp: now + 600, nbf };
+        let early = verifier.verify(&verifier.sign(&claims("alice", Some(now + 300)))).unwrap_err();
+        assert_eq!(early.message, "invalid bearer token: it is not valid yet");
+        assert!(verifier.verify(&verifier.sign(&claims("alice", Some(now - 1)))).is_ok());
+        for sub in ["x".repeat(129), "al ice".into(), " ".into(), "a\u{7}".into()] {
+            let refused = verifier.verify(&verifier.sign(&claims(&sub, None))).unwrap_err();
+            assert_eq!(refused.status, 401, "{sub:?}");
+        }
+    }
+
+    #[test]
+    fn roles_travel_as_a_json_array_and_any_other_shape_is_refused() {
+        let caller = Caller::new("alice", ["insurer", "pharmacy"]).unwrap();
+        let request = with_caller(lambda_http::Request::new(lambda_http::Body::Empty), &caller);
+        assert_eq!(context_fields(&caller)["roles"], serde_json::json!(r#"["pharmacy","insurer"]"#));
+        assert_eq!(caller_of(&request).unwrap(), caller);
+        let mut context = lambda_http::aws_lambda_events::apigw::ApiGatewayProxyRequestContext::default();
+        context.authorizer.fields.insert("sub".into(), "mallory".into());
+        context.authorizer.fields.insert("roles".into(), "pharmacy,admin".into());
+        let comma = lambda_http::Request::new(lambda_http::Body::Empty).with_request_context(RequestContext::ApiGatewayV1(context));
+        assert_eq!(caller_of(&comma).unwrap_err().status, 401, "a comma-joined list is not read");
     }
 }

@@ -2,7 +2,7 @@
 //! on AWS in Step Functions, locally in the ASL runner) and a provider's insurance
 //! claims (an insurer decides; approval settles at once).
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::http::{amount, parse_uuid, text, Incoming, Success};
 use crate::medcards::{may_read_card, readable_card, sponsors};
@@ -73,7 +73,7 @@ impl ItemBody {
 /// The prescription is claimed in the same commit, so it is paid at most once.
 pub async fn submit(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
     let caller = incoming.caller().clone();
-    if !caller.has_role("pharmacy") && !caller.is_admin() {
+    if !caller.has_role(Role::Pharmacy) && !caller.is_admin() {
         return Err(ApiError::forbidden(format!("{} may not file prescription claims (pharmacy only)", caller.sub)));
     }
     let body: PrescriptionBody = incoming.json()?;

@@ -62,7 +62,7 @@ impl Incoming {
     }
 
     pub fn authenticate(&mut self) -> Result<(), ApiError> {
-        self.caller = Some(Caller::from_request(&self.request)?);
+        self.caller = Some(crate::auth::caller_of(&self.request)?);
         Ok(())
     }
 

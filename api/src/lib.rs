@@ -55,6 +55,18 @@ pub struct App {
     pub payment_expiry: chrono::Duration,
 }
 
+impl App {
+    pub fn new(
+        commands: Arc<CommandService>,
+        read: Arc<dyn ReadStore>,
+        metrics: Arc<dyn Metrics>,
+        health: Arc<dyn HealthCheck>,
+        payment_expiry: chrono::Duration,
+    ) -> App {
+        App { commands, read, metrics, health, payment_expiry }
+    }
+}
+
 /// Serves one request for `route`. Never fails: every error is the contract's
 /// error body with its status.
 pub async fn handle(app: &App, route: Route, request: Request) -> Response<Body> {

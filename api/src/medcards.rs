@@ -5,7 +5,7 @@
 //! insurer manages only the cards it pays for); the card holder may also manage
 //! beneficiaries and read the card.
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::http::{amount, parse_uuid, text, Incoming, Success};
 use crate::queries::{ok, owns_wallet};
@@ -53,7 +53,7 @@ pub async fn issue(app: &App, incoming: &Incoming) -> Result<StoredResponse, Api
         return Err(ApiError::validation("expiresAt must be in the future"));
     }
     let caller = incoming.caller().clone();
-    if !caller.is_admin() && !caller.has_role("insurer") {
+    if !caller.is_admin() && !caller.has_role(Role::Insurer) {
         return Err(ApiError::forbidden(format!("{} may not issue medical cards (admin or insurer only)", caller.sub)));
     }
     let medcard_id = Uuid::now_v7();
@@ -174,7 +174,7 @@ pub(crate) async fn sponsors(uow: &mut UnitOfWork<'_>, caller: &Caller, sponsor_
     if caller.is_admin() {
         return Ok(true);
     }
-    if !caller.has_role("insurer") {
+    if !caller.has_role(Role::Insurer) {
         return Ok(false);
     }
     let sponsor: Wallet = uow.peek(sponsor_wallet_id).await?;
@@ -201,7 +201,7 @@ pub(crate) async fn may_read_card(app: &App, caller: &Caller, card: &CardView) -
     if caller.is_admin() || caller.sub == card.holder_id {
         return Ok(true);
     }
-    Ok(caller.has_role("insurer") && owns_wallet(app, caller, card.sponsor_wallet_id).await?)
+    Ok(caller.has_role(Role::Insurer) && owns_wallet(app, caller, card.sponsor_wallet_id).await?)
 }
 
 fn card_json(card: &CardView) -> Value {

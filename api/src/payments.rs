@@ -331,7 +331,7 @@ mod tests {
             let mut request = lambda_http::Request::new(lambda_http::Body::Text(body.to_string()));
             *request.method_mut() = route.method().parse().unwrap();
             let params: HashMap<String, String> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-            let request = with_caller(request.with_path_parameters(params), &Caller { sub: caller.into(), roles: vec![] });
+            let request = with_caller(request.with_path_parameters(params), &Caller::new(caller, [""; 0]).unwrap());
             let response = handle(&self.app, route, request).await;
             (response.status().as_u16(), serde_json::from_slice(response.body().as_ref()).unwrap())
         }

@@ -3,7 +3,7 @@
 
 mod support;
 
-use api::auth::{with_caller, Caller};
+use api::auth::{with_caller, Role, TokenVerifier};
 use api::Route;
 use serde_json::{json, Value};
 use support::{caller, World};
@@ -38,11 +38,15 @@ async fn a_pharmacy_cannot_take_the_copayment_from_a_wallet_the_card_holder_does
 /// Roles travel as a list: one odd role name that contains a comma is not two roles.
 #[tokio::test]
 async fn a_role_with_a_comma_in_its_name_is_not_admin() {
-    let odd = Caller { sub: "mallory".into(), roles: vec!["pharmacy,admin".into()] };
+    // Signed by the ledger's own key: the token is genuine, its one role name is odd.
+    let verifier = TokenVerifier::new(b"0123456789abcdef");
+    let token = verifier.mint("mallory", &["pharmacy,admin".into()], chrono::Utc::now().timestamp(), 600);
+    let odd = verifier.verify(&token).unwrap();
+    // Through the authorizer context, as API Gateway hands it to a function.
     let request = with_caller(lambda_http::Request::new(lambda_http::Body::Empty), &odd);
-    let seen = Caller::from_request(&request).unwrap();
-    assert!(!seen.is_admin(), "{seen:?}");
-    assert!(!seen.has_role("pharmacy"), "{seen:?}");
+    let seen = api::auth::caller_of(&request).unwrap();
+    assert_eq!(seen.sub, "mallory");
+    assert!(!seen.is_admin() && !seen.has_role(Role::Pharmacy), "{seen:?}");
 
     let world = World::new();
     let alice = caller("alice", &[]);

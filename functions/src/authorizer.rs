@@ -29,7 +29,7 @@ fn allow(caller: &Caller, method_arn: &str) -> ApiGatewayCustomAuthorizerRespons
     let mut response = ApiGatewayCustomAuthorizerResponse::default();
     response.principal_id = Some(caller.sub.clone());
     response.policy_document = policy;
-    response.context = serde_json::to_value(caller.context_fields()).expect("string maps serialise");
+    response.context = serde_json::to_value(api::auth::context_fields(caller)).expect("string maps serialise");
     response
 }
 
@@ -54,7 +54,7 @@ mod tests {
         request.authorization_token = Some(format!("Bearer {token}"));
         let response = authorize(&verifier, &request).unwrap();
         assert_eq!(response.principal_id.as_deref(), Some("alice"));
-        assert_eq!(response.context["roles"], "admin");
+        assert_eq!(response.context["roles"], r#"["admin"]"#, "a JSON array, never a comma-joined list");
         assert_eq!(response.context["sub"], "alice");
         assert_eq!(response.policy_document.statement[0].resource, vec!["arn:aws:execute-api:us-east-1:000000000000:abc123/v1/*".to_string()]);
     }

@@ -14,6 +14,7 @@
 //!   [`payment_expiry`] (releasing authorisations nobody captured in time).
 
 pub mod aggregate;
+pub mod app;
 pub mod claim;
 pub mod clock;
 pub mod command;

@@ -34,7 +34,7 @@ pub struct World {
 }
 
 pub fn caller(sub: &str, roles: &[&str]) -> Caller {
-    Caller { sub: sub.into(), roles: roles.iter().map(|r| r.to_string()).collect() }
+    Caller::new(sub, roles.iter().copied()).expect("a valid test caller")
 }
 
 impl World {
@@ -43,7 +43,7 @@ impl World {
         let read = Arc::new(MemoryReadStore::default());
         let clock = Arc::new(ManualClock::at(chrono::DateTime::parse_from_rfc3339("2026-11-21T10:00:00Z").unwrap().to_utc()));
         let commands = Arc::new(CommandService::new(events.clone(), clock.clone()));
-        let app = App { commands, read: read.clone(), metrics: Arc::new(NoMetrics), health: Arc::new(NoHealth), payment_expiry: chrono::Duration::hours(1) };
+        let app = App::new(commands, read.clone(), Arc::new(NoMetrics), Arc::new(NoHealth), chrono::Duration::hours(1));
         World { app, events, read, clock, projected: AtomicU64::new(0) }
     }
 

@@ -245,7 +245,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let health =
         Arc::new(Health { events: stores.events.clone(), read: stores.read.clone(), feed: stores.feed.clone(), projection_position, kind: stores.kind });
     let gateway = Arc::new(Gateway {
-        app: App { commands, read: stores.read.clone(), metrics: metrics.clone(), health, payment_expiry },
+        app: App::new(commands, stores.read.clone(), metrics.clone(), health, payment_expiry),
         verifier: api::auth::TokenVerifier::new(&secret),
     });
     let router = router(gateway, metrics);

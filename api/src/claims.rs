@@ -2,27 +2,24 @@
 //! on AWS in Step Functions, locally in the ASL runner) and a provider's insurance
 //! claims (an insurer decides; approval settles at once).
 
-use crate::auth::{Caller, Role};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::{amount, parse_uuid, text, Incoming, Success};
-use crate::medcards::{may_read_card, readable_card, sponsors};
+use crate::medcards::{may_read_card, readable_card};
 use crate::queries::{ok, owns_wallet, page_limit};
 use crate::App;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use shared::claim::{Claim, ClaimCommand, ClaimItem, ClaimTerms};
-use shared::command::{Failure, UnitOfWork};
-use shared::error::DomainError;
-use shared::insurance_claim::{InsuranceClaim, InsuranceClaimCommand, InsuranceClaimTerms};
-use shared::medcard::MedCard;
+use shared::app::{InsuranceClaimFiling, PrescriptionFiling, Receipt};
+use shared::claim::ClaimItem;
+use shared::ids::{BeneficiaryId, ClaimId, InsuranceClaimId, MedCardId, WalletId};
+use shared::insurance_claim::InsuranceClaim;
 use shared::money::Money;
 use shared::ports::StoredResponse;
-use shared::prescription::{self, Prescription, PrescriptionCommand};
 use shared::projection::claim::{holder_list, medcard_list, pharmacy_list, ClaimView, InsuranceClaimView};
 use shared::projection::medcard::CardView;
 use shared::projection::{read_view, view_of, DocumentView};
-use shared::wallet::{CreditType, DebitType, Movement, Wallet, WalletCommand};
 use uuid::Uuid;
 
 const ID_MAX: usize = 128;
@@ -69,60 +66,27 @@ impl ItemBody {
     }
 }
 
-/// Files a prescription claim (role `pharmacy`, into a wallet the caller owns).
-/// The prescription is claimed in the same commit, so it is paid at most once.
+/// Files a prescription claim (`shared::app::claims` says who may).
 pub async fn submit(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
-    let caller = incoming.caller().clone();
-    if !caller.has_role(Role::Pharmacy) && !caller.is_admin() {
-        return Err(ApiError::forbidden(format!("{} may not file prescription claims (pharmacy only)", caller.sub)));
-    }
     let body: PrescriptionBody = incoming.json()?;
-    let medcard_id = parse_uuid("medcardId", &body.medcard_id)?;
-    let beneficiary_id = parse_uuid("beneficiaryId", &body.beneficiary_id)?;
+    let medcard = MedCardId(parse_uuid("medcardId", &body.medcard_id)?);
+    let beneficiary = BeneficiaryId(parse_uuid("beneficiaryId", &body.beneficiary_id)?);
     let prescription_id = text("prescriptionId", &body.prescription_id, ID_MAX)?;
-    let pharmacy_wallet_id = parse_uuid("pharmacyWalletId", &body.pharmacy_wallet_id)?;
-    let patient_wallet_id = parse_uuid("patientWalletId", &body.patient_wallet_id)?;
+    let pharmacy_wallet = WalletId(parse_uuid("pharmacyWalletId", &body.pharmacy_wallet_id)?);
+    let patient_wallet = WalletId(parse_uuid("patientWalletId", &body.patient_wallet_id)?);
     if body.items.is_empty() || body.items.len() > ITEMS_MAX {
         return Err(ApiError::validation(format!("items must hold 1 to {ITEMS_MAX} lines")));
     }
     let items = body.items.iter().enumerate().map(|(i, item)| item.item(i)).collect::<Result<Vec<_>, _>>()?;
     // The total must be an amount too (the aggregate refuses it otherwise; say so early).
     shared::claim::items_total(&items).map_err(|e| ApiError::validation(e.to_string()))?;
-    let claim_id = Uuid::now_v7();
-    incoming
-        .command(app, async move |uow| {
-            let pharmacy: Wallet = uow.peek(pharmacy_wallet_id).await?;
-            let pharmacy = pharmacy.open().ok_or(DomainError::NotFound { kind: "wallet", id: pharmacy_wallet_id })?;
-            if !caller.may_act_for(&pharmacy.owner_id) {
-                return Err(DomainError::Forbidden(format!("{} does not own pharmacy wallet {pharmacy_wallet_id}", caller.sub)).into());
-            }
-            let patient: Wallet = uow.peek(patient_wallet_id).await?;
-            let patient = patient.open().ok_or(DomainError::NotFound { kind: "wallet", id: patient_wallet_id })?;
-            let card: MedCard = uow.peek(medcard_id).await?;
-            let holder_id = card.issued().ok_or(DomainError::NotFound { kind: "medcard", id: medcard_id })?.terms.holder_id.clone();
-            // The copayment is the card holder's to pay: never from anybody else's wallet.
-            if patient.owner_id != holder_id {
-                return Err(
-                    DomainError::Forbidden(format!("patient wallet {patient_wallet_id} is not owned by the holder of medical card {medcard_id}")).into()
-                );
-            }
-            let claim = PrescriptionCommand::Claim { prescription_id: prescription_id.clone(), claim_id };
-            uow.handle::<Prescription>(prescription::stream_uuid(&prescription_id), &claim).await?;
-            let terms = ClaimTerms {
-                claim_id,
-                medcard_id,
-                beneficiary_id,
-                prescription_id: prescription_id.clone(),
-                pharmacy_wallet_id,
-                patient_wallet_id,
-                items: items.clone(),
-                submitted_by: caller.sub.clone(),
-                holder_id: Some(holder_id),
-            };
-            uow.handle::<Claim>(claim_id, &ClaimCommand::Submit(terms)).await?;
-            Ok(Success::ok(json!({"claimId": claim_id, "status": "PENDING"})).with_status(202).with_header("location", format!("/api/v2/claims/{claim_id}")))
-        })
-        .await
+    let filing = PrescriptionFiling { medcard, beneficiary, prescription_id, pharmacy_wallet, patient_wallet, items };
+    let caller = incoming.caller();
+    let render = |claim_id: &ClaimId| {
+        Success::ok(json!({"claimId": claim_id, "status": "PENDING"})).with_status(202).with_header("location", format!("/api/v2/claims/{claim_id}"))
+    };
+    let call = incoming.call(&render)?;
+    incoming.answer(app.ledger.submit_prescription_claim(caller, filing, &call).await, render)
 }
 
 fn money_or_null(amount: Option<Money>) -> Value {
@@ -233,51 +197,23 @@ struct InsuranceBody {
 /// A provider (the owner of the provider wallet) claims against an active card.
 pub async fn submit_insurance(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
     let body: InsuranceBody = incoming.json()?;
-    let medcard_id = parse_uuid("medcardId", &body.medcard_id)?;
-    let provider_wallet_id = parse_uuid("providerWalletId", &body.provider_wallet_id)?;
+    let medcard = MedCardId(parse_uuid("medcardId", &body.medcard_id)?);
+    let provider_wallet = WalletId(parse_uuid("providerWalletId", &body.provider_wallet_id)?);
     let amount = amount("amount", &body.amount)?;
     let description = text("description", &body.description, TEXT_MAX)?;
     if body.documents.len() > DOCUMENTS_MAX {
         return Err(ApiError::validation(format!("documents must hold at most {DOCUMENTS_MAX} references")));
     }
     let documents = body.documents.iter().enumerate().map(|(i, d)| text(&format!("documents[{i}]"), d, TEXT_MAX)).collect::<Result<Vec<_>, _>>()?;
-    let caller = incoming.caller().clone();
-    let now = app.commands.clock().now();
-    let claim_id = Uuid::now_v7();
-    incoming
-        .command(app, async move |uow| {
-            let provider: Wallet = uow.peek(provider_wallet_id).await?;
-            let provider = provider.open().ok_or(DomainError::NotFound { kind: "wallet", id: provider_wallet_id })?;
-            if !caller.may_act_for(&provider.owner_id) {
-                return Err(DomainError::Forbidden(format!("{} does not own provider wallet {provider_wallet_id}", caller.sub)).into());
-            }
-            let card: MedCard = uow.peek(medcard_id).await?;
-            let card = card.issued().ok_or(DomainError::NotFound { kind: "medcard", id: medcard_id })?;
-            card.ensure_in_force(now)?;
-            if provider.currency != card.terms.currency {
-                return Err(DomainError::CurrencyMismatch {
-                    wallet: provider_wallet_id,
-                    wallet_currency: provider.currency.clone(),
-                    command_currency: card.terms.currency.clone(),
-                }
-                .into());
-            }
-            let terms = InsuranceClaimTerms {
-                claim_id,
-                medcard_id,
-                provider_wallet_id,
-                amount,
-                currency: card.terms.currency.clone(),
-                description: description.clone(),
-                documents: documents.clone(),
-                submitted_by: caller.sub.clone(),
-            };
-            uow.handle::<InsuranceClaim>(claim_id, &InsuranceClaimCommand::Submit(terms)).await?;
-            Ok(Success::ok(json!({"claimId": claim_id, "status": "SUBMITTED"}))
-                .with_status(201)
-                .with_header("location", format!("/api/v2/insurance-claims/{claim_id}")))
-        })
-        .await
+    let filing = InsuranceClaimFiling { medcard, provider_wallet, amount, description, documents };
+    let caller = incoming.caller();
+    let render = |claim_id: &InsuranceClaimId| {
+        Success::ok(json!({"claimId": claim_id, "status": "SUBMITTED"}))
+            .with_status(201)
+            .with_header("location", format!("/api/v2/insurance-claims/{claim_id}"))
+    };
+    let call = incoming.call(&render)?;
+    incoming.answer(app.ledger.submit_insurance_claim(caller, filing, &call).await, render)
 }
 
 #[derive(Deserialize)]
@@ -287,41 +223,18 @@ struct ApproveBody {
     amount: Option<Box<RawValue>>,
 }
 
-/// Approves (`amount` defaults to what was claimed) and settles in one commit:
-/// the sponsor wallet pays the provider wallet, or nothing happens (e.g. 422
-/// `INSUFFICIENT_FUNDS`, the claim stays `SUBMITTED`).
+/// Approves (`amount` defaults to what was claimed) and settles in one commit.
 pub async fn approve_insurance(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
     let body: ApproveBody = incoming.json()?;
     let approved = body.amount.as_deref().map(|raw| amount("amount", raw)).transpose()?;
-    let claim_id = incoming.path_id("claimId")?;
-    let caller = incoming.caller().clone();
-    incoming
-        .command(app, async move |uow| {
-            let (terms, sponsor_wallet_id) = insurer_claim(uow, &caller, claim_id).await?;
-            let amount = approved.unwrap_or(terms.amount);
-            uow.handle::<InsuranceClaim>(claim_id, &InsuranceClaimCommand::Approve { amount }).await?;
-            let reference = format!("insurance-claim:{claim_id}");
-            let debit = Movement {
-                amount,
-                transaction_type: DebitType::ClaimPayment,
-                reference: reference.clone(),
-                description: Some(format!("Insurance claim {claim_id}: {}", terms.description)),
-                currency: Some(terms.currency.clone()),
-            };
-            uow.handle::<Wallet>(sponsor_wallet_id, &WalletCommand::Debit(debit)).await?;
-            let credit = Movement {
-                amount,
-                transaction_type: CreditType::ClaimPayment,
-                reference,
-                description: Some(format!("Insurance claim {claim_id} paid")),
-                currency: Some(terms.currency.clone()),
-            };
-            uow.handle::<Wallet>(terms.provider_wallet_id, &WalletCommand::Credit(credit)).await?;
-            let settled = uow.handle::<InsuranceClaim>(claim_id, &InsuranceClaimCommand::Settle).await?;
-            let status = settled.submitted().map_or("SETTLED", |c| c.status.as_str());
-            Ok(Success::ok(json!({"claimId": claim_id, "status": status, "approvedAmount": amount.to_json_number()})))
-        })
-        .await
+    let claim_id = InsuranceClaimId(incoming.path_id("claimId")?);
+    let caller = incoming.caller();
+    let render = |(settled, amount): &(Receipt<InsuranceClaim>, Money)| {
+        let status = settled.state.submitted().map_or("SETTLED", |c| c.status.as_str());
+        Success::ok(json!({"claimId": claim_id, "status": status, "approvedAmount": amount.to_json_number()}))
+    };
+    let call = incoming.call(&render)?;
+    incoming.answer(app.ledger.approve_insurance_claim(caller, claim_id, approved, &call).await, render)
 }
 
 #[derive(Deserialize)]
@@ -333,28 +246,11 @@ struct RejectBody {
 pub async fn reject_insurance(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
     let body: RejectBody = incoming.json()?;
     let reason = text("reason", &body.reason, TEXT_MAX)?;
-    let claim_id = incoming.path_id("claimId")?;
-    let caller = incoming.caller().clone();
-    incoming
-        .command(app, async move |uow| {
-            insurer_claim(uow, &caller, claim_id).await?;
-            uow.handle::<InsuranceClaim>(claim_id, &InsuranceClaimCommand::Reject { reason: reason.clone() }).await?;
-            Ok(Success::ok(json!({"claimId": claim_id, "status": "REJECTED"})))
-        })
-        .await
-}
-
-/// The claim's terms and its card's sponsor wallet, if the caller decides for that
-/// sponsor (`admin`, or an `insurer` owning the sponsor wallet).
-async fn insurer_claim(uow: &mut UnitOfWork<'_>, caller: &Caller, claim_id: Uuid) -> Result<(InsuranceClaimTerms, Uuid), Failure> {
-    let claim: InsuranceClaim = uow.load(claim_id).await?;
-    let terms = claim.submitted().ok_or(DomainError::NotFound { kind: "insurance claim", id: claim_id })?.terms.clone();
-    let card: MedCard = uow.peek(terms.medcard_id).await?;
-    let sponsor_wallet_id = card.issued().ok_or(DomainError::NotFound { kind: "medcard", id: terms.medcard_id })?.terms.sponsor_wallet_id;
-    if !sponsors(uow, caller, sponsor_wallet_id).await? {
-        return Err(DomainError::Forbidden(format!("{} may not decide insurance claim {claim_id}", caller.sub)).into());
-    }
-    Ok((terms, sponsor_wallet_id))
+    let claim_id = InsuranceClaimId(incoming.path_id("claimId")?);
+    let caller = incoming.caller();
+    let render = |_: &Receipt<InsuranceClaim>| Success::ok(json!({"claimId": claim_id, "status": "REJECTED"}));
+    let call = incoming.call(&render)?;
+    incoming.answer(app.ledger.reject_insurance_claim(caller, claim_id, reason, &call).await, render)
 }
 
 fn insurance_json(claim: &InsuranceClaimView) -> Value {

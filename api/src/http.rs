@@ -3,11 +3,12 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::App;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use shared::command::{Answer, CommandContext, Failure, IdempotencyRequest, UnitOfWork};
+use shared::app::{Call, Idempotent, Reply};
+use shared::command::{CommandContext, CommandError, IdempotencyRequest};
+use shared::error::DomainError;
 use shared::money::Money;
 use shared::ports::StoredResponse;
 use uuid::Uuid;
@@ -131,24 +132,29 @@ impl Incoming {
         ctx
     }
 
-    /// Runs a command: with an idempotency key, exactly-once with its answer stored
-    /// alongside its events; without one, once per request.
-    pub async fn command(&self, app: &App, decide: impl AsyncFnMut(&mut UnitOfWork) -> Result<Success, Failure>) -> Result<StoredResponse, ApiError> {
+    /// How a command of the application layer ([`shared::app::Ledger`]) is to run for
+    /// this request: its context and, with an idempotency key, `render` to store its
+    /// answer with its events. Pass the ledger's reply to [`Incoming::answer`].
+    pub fn call<'a, R>(&'a self, render: &'a (impl Fn(&R) -> Success + Send + Sync)) -> Result<Call<'a, R>, ApiError> {
         let idempotency = self.idempotency()?;
-        let ctx = self.command_context(idempotency.as_ref());
-        let Some(idempotency) = idempotency else {
-            return Ok(app.commands.execute(&ctx, decide).await?.render());
-        };
-        let answer = app
-            .commands
-            .execute_idempotent(&ctx, &idempotency, decide, |outcome, _| match outcome {
-                Ok(success) => Success { status: success.status, body: success.body.clone(), headers: success.headers.clone() }.render(),
+        let context = self.command_context(idempotency.as_ref());
+        let idempotency = idempotency.map(|request| Idempotent {
+            request,
+            render: Box::new(move |outcome: Result<&R, &DomainError>| match outcome {
+                Ok(done) => render(done).render(),
                 Err(refusal) => self.render_error(&ApiError::from(refusal.clone())),
-            })
-            .await?;
-        Ok(match answer {
-            Answer::Fresh(response) => response,
-            Answer::Replayed(mut response) => {
+            }),
+        });
+        Ok(Call { context, idempotency })
+    }
+
+    /// Renders what the ledger replied: its outcome with `render`, or the answer it
+    /// stored (a replay marked as one).
+    pub fn answer<R>(&self, reply: Result<Reply<R>, CommandError>, render: impl Fn(&R) -> Success) -> Result<StoredResponse, ApiError> {
+        Ok(match reply? {
+            Reply::Done(done) => render(&done).render(),
+            Reply::Stored { response, replayed: false } => response,
+            Reply::Stored { mut response, replayed: true } => {
                 response.headers.push((REPLAYED_HEADER.into(), "true".into()));
                 response
             }

@@ -21,6 +21,7 @@ use error::ApiError;
 use http::Incoming;
 use lambda_http::{Body, Request, Response};
 pub use routes::Route;
+use shared::app::Ledger;
 use shared::command::CommandService;
 use shared::ports::{ReadStore, StoredResponse};
 use std::sync::Arc;
@@ -46,13 +47,12 @@ pub trait HealthCheck: Send + Sync {
 }
 
 pub struct App {
+    /// Every command, with its rules: handlers only parse, call it and render.
+    pub ledger: Arc<Ledger>,
     pub commands: Arc<CommandService>,
     pub read: Arc<dyn ReadStore>,
     pub metrics: Arc<dyn Metrics>,
     pub health: Arc<dyn HealthCheck>,
-    /// How long a payment authorisation may wait for its capture
-    /// (`shared::payment_expiry::DEFAULT_PAYMENT_EXPIRY` unless configured).
-    pub payment_expiry: chrono::Duration,
 }
 
 impl App {
@@ -61,9 +61,12 @@ impl App {
         read: Arc<dyn ReadStore>,
         metrics: Arc<dyn Metrics>,
         health: Arc<dyn HealthCheck>,
+        // How long a payment authorisation may wait for its capture
+        // (`shared::payment_expiry::DEFAULT_PAYMENT_EXPIRY` unless configured).
         payment_expiry: chrono::Duration,
     ) -> App {
-        App { commands, read, metrics, health, payment_expiry }
+        let ledger = Arc::new(Ledger::new(commands.clone(), payment_expiry));
+        App { ledger, commands, read, metrics, health }
     }
 }
 

@@ -14,13 +14,12 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use shared::command::{Failure, UnitOfWork};
-use shared::error::DomainError;
-use shared::medcard::{Beneficiary, CardTerms, MedCard, MedCardCommand, Month};
+use shared::app::{CardIssue, CardOrder, Receipt};
+use shared::ids::{BeneficiaryId, MedCardId, WalletId};
+use shared::medcard::{Beneficiary, MedCard, Month};
 use shared::ports::StoredResponse;
 use shared::projection::medcard::CardView;
 use shared::projection::read_view;
-use shared::wallet::Wallet;
 use uuid::Uuid;
 
 const NAME_MAX: usize = 128;
@@ -49,42 +48,18 @@ pub async fn issue(app: &App, incoming: &Incoming) -> Result<StoredResponse, Api
             .ok_or_else(|| ApiError::validation(format!("coveragePercent must be an integer from 0 to 100, got {}", body.coverage_percent)))? as u8;
     let monthly_limit = amount("monthlyLimit", &body.monthly_limit)?;
     let expires_at = timestamp("expiresAt", &body.expires_at)?;
-    if expires_at <= app.commands.clock().now() {
-        return Err(ApiError::validation("expiresAt must be in the future"));
-    }
-    let caller = incoming.caller().clone();
-    if !caller.is_admin() && !caller.has_role(Role::Insurer) {
-        return Err(ApiError::forbidden(format!("{} may not issue medical cards (admin or insurer only)", caller.sub)));
-    }
-    let medcard_id = Uuid::now_v7();
-    incoming
-        .command(app, async move |uow| {
-            let sponsor: Wallet = uow.peek(sponsor_wallet_id).await?;
-            let sponsor = sponsor.open().ok_or(DomainError::NotFound { kind: "wallet", id: sponsor_wallet_id })?;
-            if !caller.is_admin() && sponsor.owner_id != caller.sub {
-                return Err(DomainError::Forbidden(format!("{} does not own sponsor wallet {sponsor_wallet_id}", caller.sub)).into());
-            }
-            let terms = CardTerms {
-                medcard_id,
-                holder_id: holder_id.clone(),
-                sponsor_wallet_id,
-                plan_name: plan_name.clone(),
-                coverage_percent,
-                monthly_limit,
-                currency: sponsor.currency.clone(),
-                expires_at,
-                issued_by: caller.sub.clone(),
-            };
-            uow.handle::<MedCard>(medcard_id, &MedCardCommand::Issue(terms)).await?;
-            Ok(Success::ok(json!({"medcardId": medcard_id, "status": "ISSUED", "version": uow.version::<MedCard>(medcard_id)}))
-                .with_status(201)
-                .with_header("location", format!("/api/v2/medcards/{medcard_id}")))
-        })
-        .await
+    let issue = CardIssue { holder_id, sponsor_wallet: WalletId(sponsor_wallet_id), plan_name, coverage_percent, monthly_limit, expires_at };
+    let caller = incoming.caller();
+    let render = |receipt: &Receipt<MedCard>| {
+        let card = receipt.state.issued().expect("just issued");
+        card_body(receipt).with_status(201).with_header("location", format!("/api/v2/medcards/{}", card.terms.medcard_id))
+    };
+    let call = incoming.call(&render)?;
+    incoming.answer(app.ledger.issue_medcard(caller, issue, &call).await, render)
 }
 
 pub async fn activate(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
-    on_card(app, incoming, Manager::Sponsor, MedCardCommand::Activate).await
+    on_card(app, incoming, CardOrder::Activate).await
 }
 
 #[derive(Deserialize)]
@@ -95,11 +70,11 @@ struct ReasonBody {
 
 pub async fn suspend(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
     let body: ReasonBody = incoming.json()?;
-    on_card(app, incoming, Manager::Sponsor, MedCardCommand::Suspend { reason: text("reason", &body.reason, REASON_MAX)? }).await
+    on_card(app, incoming, CardOrder::Suspend { reason: text("reason", &body.reason, REASON_MAX)? }).await
 }
 
 pub async fn expire(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
-    on_card(app, incoming, Manager::Sponsor, MedCardCommand::Expire).await
+    on_card(app, incoming, CardOrder::Expire).await
 }
 
 #[derive(Deserialize)]
@@ -117,12 +92,12 @@ pub async fn add_beneficiary(app: &App, incoming: &Incoming) -> Result<StoredRes
         name: text("name", &body.name, NAME_MAX)?,
         relationship: text("relationship", &body.relationship, NAME_MAX)?,
     };
-    on_card(app, incoming, Manager::SponsorOrHolder, MedCardCommand::AddBeneficiary(beneficiary)).await
+    on_card(app, incoming, CardOrder::AddBeneficiary(beneficiary)).await
 }
 
 pub async fn remove_beneficiary(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
-    let beneficiary_id = incoming.path_id("beneficiaryId")?;
-    on_card(app, incoming, Manager::SponsorOrHolder, MedCardCommand::RemoveBeneficiary { beneficiary_id }).await
+    let beneficiary_id = BeneficiaryId(incoming.path_id("beneficiaryId")?);
+    on_card(app, incoming, CardOrder::RemoveBeneficiary { beneficiary_id }).await
 }
 
 #[derive(Deserialize)]
@@ -133,52 +108,21 @@ struct LimitBody {
 
 pub async fn change_limit(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
     let body: LimitBody = incoming.json()?;
-    on_card(app, incoming, Manager::Sponsor, MedCardCommand::ChangeMonthlyLimit { monthly_limit: amount("monthlyLimit", &body.monthly_limit)? }).await
+    on_card(app, incoming, CardOrder::ChangeMonthlyLimit { monthly_limit: amount("monthlyLimit", &body.monthly_limit)? }).await
 }
 
-/// Who may run a card command besides `admin`.
-#[derive(Clone, Copy)]
-enum Manager {
-    /// An insurer owning the sponsor wallet.
-    Sponsor,
-    /// That insurer, or the card holder.
-    SponsorOrHolder,
+/// The ledger decides who may (see `shared::app::medcards`).
+async fn on_card(app: &App, incoming: &Incoming, order: CardOrder) -> Result<StoredResponse, ApiError> {
+    let medcard_id = MedCardId(incoming.path_id("medcardId")?);
+    let caller = incoming.caller();
+    let render = card_body;
+    let call = incoming.call(&render)?;
+    incoming.answer(app.ledger.on_medcard(caller, medcard_id, order, &call).await, render)
 }
 
-/// Loads the card, checks the caller may run `command` on it, decides, records.
-async fn on_card(app: &App, incoming: &Incoming, manager: Manager, command: MedCardCommand) -> Result<StoredResponse, ApiError> {
-    let medcard_id = incoming.path_id("medcardId")?;
-    let caller = incoming.caller().clone();
-    incoming
-        .command(app, async move |uow| {
-            let card: MedCard = uow.load(medcard_id).await?;
-            let issued = card.issued().ok_or(DomainError::NotFound { kind: "medcard", id: medcard_id })?;
-            let (sponsor_wallet_id, holder_id) = (issued.terms.sponsor_wallet_id, issued.terms.holder_id.clone());
-            let allowed = match manager {
-                Manager::Sponsor => sponsors(uow, &caller, sponsor_wallet_id).await?,
-                Manager::SponsorOrHolder => caller.sub == holder_id || sponsors(uow, &caller, sponsor_wallet_id).await?,
-            };
-            if !allowed {
-                return Err(DomainError::Forbidden(format!("{} may not do this to medical card {medcard_id}", caller.sub)).into());
-            }
-            let after = uow.handle::<MedCard>(medcard_id, &command).await?;
-            let status = after.issued().map_or("ISSUED", |c| c.status.as_str());
-            Ok(Success::ok(json!({"medcardId": medcard_id, "status": status, "version": uow.version::<MedCard>(medcard_id)})))
-        })
-        .await
-}
-
-/// `admin`, or an `insurer` owning the sponsor wallet. The owner of a wallet never
-/// changes, so a peek (no version check) is enough.
-pub(crate) async fn sponsors(uow: &mut UnitOfWork<'_>, caller: &Caller, sponsor_wallet_id: Uuid) -> Result<bool, Failure> {
-    if caller.is_admin() {
-        return Ok(true);
-    }
-    if !caller.has_role(Role::Insurer) {
-        return Ok(false);
-    }
-    let sponsor: Wallet = uow.peek(sponsor_wallet_id).await?;
-    Ok(sponsor.open().is_some_and(|w| w.owner_id == caller.sub))
+fn card_body(receipt: &Receipt<MedCard>) -> Success {
+    let card = receipt.state.issued().expect("a card command's card exists");
+    Success::ok(json!({"medcardId": card.terms.medcard_id, "status": card.status.as_str(), "version": receipt.version}))
 }
 
 fn timestamp(field: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {

@@ -5,7 +5,6 @@
 //! commit (one `TransactWriteItems` on DynamoDB): there is never a payment captured
 //! whose merchant was not credited, nor a hold without its authorisation.
 
-use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::{amount, optional_text, parse_uuid, text, Incoming, Success};
 use crate::queries::owns_wallet;
@@ -13,16 +12,12 @@ use crate::App;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use shared::aggregate::Aggregate;
-use shared::command::{Failure, UnitOfWork};
-use shared::error::DomainError;
-use shared::money::Money;
-use shared::payment::{Payment, PaymentCommand, PaymentEvent, PaymentTerms, StartedPayment};
+use shared::app::{Authorization, Capture, Receipt, Refund};
+use shared::ids::{PaymentId, WalletId};
+use shared::payment::Payment;
 use shared::ports::StoredResponse;
 use shared::projection::payment::PaymentView;
 use shared::projection::read_view;
-use shared::wallet::{CreditType, DebitType, Movement, Wallet, WalletCommand, WalletStatus};
-use uuid::Uuid;
 
 const REFERENCE_MAX: usize = 128;
 const DESCRIPTION_MAX: usize = 512;
@@ -38,65 +33,25 @@ struct AuthorizeBody {
     description: Option<String>,
 }
 
-/// Places a hold on the payer and records the authorisation, in one commit.
-///
-/// The payer is loaded (its available balance decides); the merchant is only
-/// peeked at (its owner and currency never change, and a hot merchant wallet must
-/// not serialise its customers' authorisations): its status is checked as last
-/// seen here, and strictly by the capture, whose credit needs an active wallet.
+/// Places a hold on the payer and records the authorisation (`shared::app::payments`).
 pub async fn authorize(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
     let body: AuthorizeBody = incoming.json()?;
-    let payer = parse_uuid("payerWalletId", &body.payer_wallet_id)?;
-    let merchant = parse_uuid("merchantWalletId", &body.merchant_wallet_id)?;
-    let amount = amount("amount", &body.amount)?;
-    let reference = text("reference", &body.reference, REFERENCE_MAX)?;
-    let description = optional_text("description", body.description.as_deref(), DESCRIPTION_MAX)?;
-    let caller = incoming.caller().clone();
-    let expiry = app.payment_expiry;
-    let payment_id = Uuid::now_v7();
-    incoming
-        .command(app, async move |uow| {
-            let payer_wallet: Wallet = uow.load(payer).await?;
-            let payer_open = payer_wallet.open().ok_or(DomainError::NotFound { kind: "wallet", id: payer })?;
-            if !caller.may_act_for(&payer_open.owner_id) {
-                return Err(DomainError::Forbidden(format!("{} may not pay from wallet {payer}", caller.sub)).into());
-            }
-            if payer == merchant {
-                return Err(DomainError::SameWallet.into());
-            }
-            let merchant_wallet: Wallet = uow.peek(merchant).await?;
-            let merchant_open = merchant_wallet.open().ok_or(DomainError::NotFound { kind: "wallet", id: merchant })?;
-            if merchant_open.currency != payer_open.currency {
-                return Err(DomainError::CurrencyMismatch {
-                    wallet: merchant,
-                    wallet_currency: merchant_open.currency.clone(),
-                    command_currency: payer_open.currency.clone(),
-                }
-                .into());
-            }
-            if merchant_open.status != WalletStatus::Active {
-                return Err(DomainError::WalletNotActive { wallet: merchant, status: merchant_open.status.as_str() }.into());
-            }
-            let currency = payer_open.currency.clone();
-            let terms = PaymentTerms {
-                payment_id,
-                payer_wallet_id: payer,
-                merchant_wallet_id: merchant,
-                amount,
-                currency: currency.clone(),
-                reference: reference.clone(),
-                description: description.clone(),
-                expires_at: uow.now() + expiry,
-                authorized_by: caller.sub.clone(),
-            };
-            let payment = uow.handle::<Payment>(payment_id, &PaymentCommand::Authorize(terms)).await?;
-            let hold = payer_wallet.decide(&WalletCommand::PlaceHold { hold_id: payment_id, amount, currency })?;
-            uow.record::<Wallet>(payer, hold);
-            let mut body = command_body(uow, &payment);
-            body["expiresAt"] = json!(shared::clock::rfc3339(payment.started().expect("just authorised").terms.expires_at));
-            Ok(Success::ok(body).with_status(201).with_header("location", format!("/api/v2/payments/{payment_id}")))
-        })
-        .await
+    let order = Authorization {
+        payer: WalletId(parse_uuid("payerWalletId", &body.payer_wallet_id)?),
+        merchant: WalletId(parse_uuid("merchantWalletId", &body.merchant_wallet_id)?),
+        amount: amount("amount", &body.amount)?,
+        reference: text("reference", &body.reference, REFERENCE_MAX)?,
+        description: optional_text("description", body.description.as_deref(), DESCRIPTION_MAX)?,
+    };
+    let caller = incoming.caller();
+    let render = |receipt: &Receipt<Payment>| {
+        let payment = receipt.state.started().expect("just authorised");
+        let mut body = command_body(receipt);
+        body["expiresAt"] = json!(shared::clock::rfc3339(payment.terms.expires_at));
+        Success::ok(body).with_status(201).with_header("location", format!("/api/v2/payments/{}", payment.terms.payment_id))
+    };
+    let call = incoming.call(&render)?;
+    incoming.answer(app.ledger.authorize_payment(caller, order, &call).await, render)
 }
 
 #[derive(Deserialize)]
@@ -106,51 +61,32 @@ struct CaptureBody {
     amount: Option<Box<RawValue>>,
 }
 
-/// Captures the hold on the payer (debit of the captured amount, the rest released)
-/// and credits the merchant, in one commit.
+/// Captures the hold on the payer and credits the merchant, in one commit.
 pub async fn capture(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
-    let payment_id = incoming.path_id("paymentId")?;
+    let payment_id = PaymentId(incoming.path_id("paymentId")?);
     let body: CaptureBody = incoming.json()?;
     let requested = body.amount.as_deref().map(|raw| amount("amount", raw)).transpose()?;
-    let caller = incoming.caller().clone();
-    incoming
-        .command(app, async move |uow| {
-            let (payment, started) = load_payment(uow, payment_id).await?;
-            let terms = &started.terms;
-            load_wallets_in_order(uow, terms).await?;
-            merchant_may(&caller, uow, terms, "capture").await?;
-            let events = payment.decide(&PaymentCommand::Capture { amount: requested, now: uow.now() })?;
-            let Some(PaymentEvent::PaymentCaptured { amount, released }) = events.first().cloned() else { unreachable!("a capture decides PaymentCaptured") };
-            let after = uow.record::<Payment>(payment_id, events);
-            let capture_hold =
-                WalletCommand::CaptureHold { hold_id: payment_id, amount, reference: terms.reference.clone(), description: terms.description.clone() };
-            uow.handle::<Wallet>(terms.payer_wallet_id, &capture_hold).await?;
-            let credit = movement(terms, amount, CreditType::PaymentReceived, terms.description.clone());
-            uow.handle::<Wallet>(terms.merchant_wallet_id, &WalletCommand::Credit(credit)).await?;
-            let mut body = command_body(uow, &after);
-            body["releasedAmount"] = released.to_json_number();
-            Ok(Success::ok(body))
-        })
-        .await
+    let caller = incoming.caller();
+    let render = |capture: &Capture| {
+        let mut body = command_body(&capture.receipt);
+        body["releasedAmount"] = capture.released.to_json_number();
+        Success::ok(body)
+    };
+    let call = incoming.call(&render)?;
+    incoming.answer(app.ledger.capture_payment(caller, payment_id, requested, &call).await, render)
 }
 
 /// Cancels an authorisation and releases its hold, in one commit.
 pub async fn void(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
-    let payment_id = incoming.path_id("paymentId")?;
-    let caller = incoming.caller().clone();
-    incoming
-        .command(app, async move |uow| {
-            let (payment, started) = load_payment(uow, payment_id).await?;
-            let terms = &started.terms;
-            merchant_may(&caller, uow, terms, "void").await?;
-            let events = payment.decide(&PaymentCommand::Void)?;
-            let after = uow.record::<Payment>(payment_id, events);
-            uow.handle::<Wallet>(terms.payer_wallet_id, &WalletCommand::ReleaseHold { hold_id: payment_id }).await?;
-            let mut body = command_body(uow, &after);
-            body["releasedAmount"] = terms.amount.to_json_number();
-            Ok(Success::ok(body))
-        })
-        .await
+    let payment_id = PaymentId(incoming.path_id("paymentId")?);
+    let caller = incoming.caller();
+    let render = |receipt: &Receipt<Payment>| {
+        let mut body = command_body(receipt);
+        body["releasedAmount"] = receipt.state.started().expect("a voided payment exists").terms.amount.to_json_number();
+        Success::ok(body)
+    };
+    let call = incoming.call(&render)?;
+    incoming.answer(app.ledger.void_payment(caller, payment_id, &call).await, render)
 }
 
 #[derive(Deserialize)]
@@ -161,34 +97,20 @@ struct RefundBody {
     reason: String,
 }
 
-/// Gives captured money back: a debit of the merchant and a `refund` credit of the
-/// payer, in one commit. Without an amount, all that is still refundable.
+/// Gives captured money back to the payer. Without an amount, all that is still refundable.
 pub async fn refund(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
-    let payment_id = incoming.path_id("paymentId")?;
+    let payment_id = PaymentId(incoming.path_id("paymentId")?);
     let body: RefundBody = incoming.json()?;
     let requested = body.amount.as_deref().map(|raw| amount("amount", raw)).transpose()?;
     let reason = text("reason", &body.reason, DESCRIPTION_MAX)?;
-    let caller = incoming.caller().clone();
-    incoming
-        .command(app, async move |uow| {
-            let (payment, started) = load_payment(uow, payment_id).await?;
-            let terms = &started.terms;
-            load_wallets_in_order(uow, terms).await?;
-            merchant_may(&caller, uow, terms, "refund").await?;
-            let events = payment.decide(&PaymentCommand::Refund { amount: requested, reason: reason.clone() })?;
-            let Some(PaymentEvent::PaymentRefunded { amount, .. }) = events.first().cloned() else { unreachable!("a refund decides PaymentRefunded") };
-            let after = uow.record::<Payment>(payment_id, events);
-            let debit = movement(terms, amount, DebitType::PaymentRefund, Some(reason.clone()));
-            uow.handle::<Wallet>(terms.merchant_wallet_id, &WalletCommand::Debit(debit)).await?;
-            // Like a saga's compensation, a refund also reaches a suspended payer: a
-            // suspension must not keep the payer's own money away.
-            let credit = movement(terms, amount, CreditType::Refund, Some(reason.clone()));
-            uow.handle::<Wallet>(terms.payer_wallet_id, &WalletCommand::ReturnFunds(credit)).await?;
-            let mut body = command_body(uow, &after);
-            body["refundAmount"] = amount.to_json_number();
-            Ok(Success::ok(body))
-        })
-        .await
+    let caller = incoming.caller();
+    let render = |refund: &Refund| {
+        let mut body = command_body(&refund.receipt);
+        body["refundAmount"] = refund.refunded.to_json_number();
+        Success::ok(body)
+    };
+    let call = incoming.call(&render)?;
+    incoming.answer(app.ledger.refund_payment(caller, payment_id, requested, reason, &call).await, render)
 }
 
 /// Readable by the payer wallet's owner, the merchant wallet's owner and admins.
@@ -226,56 +148,20 @@ pub fn view_json(view: &PaymentView) -> Value {
     body
 }
 
-/// The payment, which must exist.
-async fn load_payment(uow: &mut UnitOfWork<'_>, payment_id: Uuid) -> Result<(Payment, StartedPayment), Failure> {
-    let payment: Payment = uow.load(payment_id).await?;
-    let started = payment.started().cloned().ok_or(DomainError::NotFound { kind: "payment", id: payment_id })?;
-    Ok((payment, started))
-}
-
-/// Loads both wallets of a payment in id order, so that two commands moving money
-/// between the same two wallets in opposite directions queue on their per-stream
-/// locks instead of each holding one and waiting for the other.
-async fn load_wallets_in_order(uow: &mut UnitOfWork<'_>, terms: &PaymentTerms) -> Result<(), Failure> {
-    let mut ids = [terms.payer_wallet_id, terms.merchant_wallet_id];
-    ids.sort();
-    for id in ids {
-        let _: Wallet = uow.load(id).await?;
-    }
-    Ok(())
-}
-
-/// Capture, void and refund are the merchant's (its wallet's owner) or an admin's.
-async fn merchant_may(caller: &Caller, uow: &UnitOfWork<'_>, terms: &PaymentTerms, action: &str) -> Result<(), Failure> {
-    if caller.is_admin() {
-        return Ok(());
-    }
-    let merchant: Wallet = uow.peek(terms.merchant_wallet_id).await?;
-    if merchant.open().is_some_and(|w| w.owner_id == caller.sub) {
-        return Ok(());
-    }
-    Err(DomainError::Forbidden(format!("{} may not {action} payment {}", caller.sub, terms.payment_id)).into())
-}
-
 /// A payment command's success body, in the shape of the wallet commands'.
-/// A movement of the payment's money, under its reference and in its currency.
-fn movement<T>(terms: &PaymentTerms, amount: Money, transaction_type: T, description: Option<String>) -> Movement<T> {
-    Movement { amount, transaction_type, reference: terms.reference.clone(), description, currency: Some(terms.currency.clone()) }
-}
-
-fn command_body(uow: &UnitOfWork, payment: &Payment) -> Value {
-    let p = payment.started().expect("a command's payment exists");
+fn command_body(receipt: &Receipt<Payment>) -> Value {
+    let p = receipt.state.started().expect("a command's payment exists");
     json!({
         "success": true,
-        "commandId": uow.context().command_id,
+        "commandId": receipt.command_id,
         "paymentId": p.terms.payment_id,
         "status": p.status.as_str(),
         "amount": p.terms.amount.to_json_number(),
         "capturedAmount": p.captured.to_json_number(),
         "refundedAmount": p.refunded.to_json_number(),
         "currency": p.terms.currency,
-        "version": uow.version::<Payment>(p.terms.payment_id),
-        "events": uow.event_ids(),
+        "version": receipt.version,
+        "events": receipt.event_ids,
     })
 }
 
@@ -288,7 +174,10 @@ mod tests {
     use shared::clock::ManualClock;
     use shared::command::{CommandContext, CommandService};
     use shared::memory::{MemoryEventStore, MemoryReadStore};
+    use shared::money::Money;
     use shared::ports::EventFeed;
+    use shared::wallet::{Wallet, WalletCommand};
+    use uuid::Uuid;
 
     use std::collections::HashMap;
     use std::sync::Arc;
@@ -322,7 +211,7 @@ mod tests {
                 commands.execute(&CommandContext::new(owner, "seed"), async |uow| uow.handle::<Wallet>(id, &command).await).await.unwrap();
             }
         }
-        let app = App { commands, read: read.clone(), metrics: Arc::new(NoMetrics), health: Arc::new(NoHealth), payment_expiry: chrono::Duration::hours(1) };
+        let app = App::new(commands, read.clone(), Arc::new(NoMetrics), Arc::new(NoHealth), chrono::Duration::hours(1));
         World { app, events, read, clock, payer, merchant }
     }
 

@@ -1,19 +1,16 @@
 //! Wallet commands: create, activate, suspend, close, credit, debit.
 
-use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::{amount, one_of, optional_text, text, Incoming, Success};
 use crate::App;
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
-use shared::aggregate::Aggregate;
-use shared::command::{Failure, UnitOfWork};
-use shared::error::DomainError;
+use shared::app::{Receipt, WalletOpening};
+use shared::ids::WalletId;
 use shared::money::{Currency, Money, MAX_AMOUNT};
 use shared::ports::StoredResponse;
 use shared::wallet::*;
-use uuid::Uuid;
 
 const REFERENCE_MAX: usize = 128;
 const DESCRIPTION_MAX: usize = 512;
@@ -50,14 +47,11 @@ pub async fn create(app: &App, incoming: &Incoming) -> Result<StoredResponse, Ap
             money
         }
     };
-    let wallet_id = Uuid::now_v7();
-    let create = WalletCommand::Create { wallet_id, owner_id: incoming.caller().sub.clone(), wallet_type, currency, kyc_level, initial_balance };
-    incoming
-        .command(app, async move |uow| {
-            let wallet = uow.handle::<Wallet>(wallet_id, &create).await?;
-            Ok(Success::ok(command_body(uow, wallet_id, &wallet)).with_status(201))
-        })
-        .await
+    let caller = incoming.caller();
+    let opening = WalletOpening { wallet_type, currency, kyc_level, initial_balance };
+    let render = |r: &Receipt<Wallet>| wallet_body(r).with_status(201);
+    let call = incoming.call(&render)?;
+    incoming.answer(app.ledger.create_wallet(caller, opening, &call).await, render)
 }
 
 pub async fn activate(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
@@ -119,46 +113,23 @@ pub async fn debit(app: &App, incoming: &Incoming) -> Result<StoredResponse, Api
     on_wallet(app, incoming, WalletCommand::Debit(body.movement("payment, withdrawal, transfer_out, fee")?)).await
 }
 
-/// Load the wallet, check the caller may do this, decide, record.
+/// The ledger decides who may (see `shared::app::wallets`).
 async fn on_wallet(app: &App, incoming: &Incoming, command: WalletCommand) -> Result<StoredResponse, ApiError> {
-    let wallet_id = incoming.path_id("walletId")?;
-    let caller = incoming.caller().clone();
-    incoming
-        .command(app, async move |uow| {
-            let wallet: Wallet = uow.load(wallet_id).await?;
-            let open = wallet.open().ok_or(DomainError::NotFound { kind: "wallet", id: wallet_id })?;
-            authorize(&caller, open, &command)?;
-            let events = wallet.decide(&command)?;
-            let after = uow.record::<Wallet>(wallet_id, events);
-            Ok(Success::ok(command_body(uow, wallet_id, &after)))
-        })
-        .await
+    let wallet_id = WalletId(incoming.path_id("walletId")?);
+    let caller = incoming.caller();
+    let render = wallet_body;
+    let call = incoming.call(&render)?;
+    incoming.answer(app.ledger.on_wallet(caller, wallet_id, command, &call).await, render)
 }
 
-/// The contract's ownership rules for wallet commands.
-///
-/// Reactivating a *suspended* wallet is `admin` only, like suspending it: otherwise
-/// an owner could lift a suspension the moment it was imposed.
-pub fn authorize(caller: &Caller, wallet: &OpenWallet, command: &WalletCommand) -> Result<(), Failure> {
-    let allowed = match command {
-        WalletCommand::Suspend { .. } => caller.is_admin(),
-        WalletCommand::Activate if wallet.status == WalletStatus::Suspended => caller.is_admin(),
-        _ => caller.may_act_for(&wallet.owner_id),
-    };
-    if allowed {
-        Ok(())
-    } else {
-        Err(DomainError::Forbidden(format!("{} may not do this to wallet {}", caller.sub, wallet.id)).into())
-    }
-}
-
-fn command_body(uow: &UnitOfWork, wallet_id: Uuid, wallet: &Wallet) -> serde_json::Value {
-    json!({
+fn wallet_body(receipt: &Receipt<Wallet>) -> Success {
+    let wallet = receipt.state.open().expect("a wallet command's wallet exists");
+    Success::ok(json!({
         "success": true,
-        "commandId": uow.context().command_id,
-        "walletId": wallet_id,
-        "version": uow.version::<Wallet>(wallet_id),
-        "balance": wallet.open().map_or(Money::ZERO, |w| w.balance).to_json_number(),
-        "events": uow.event_ids(),
-    })
+        "commandId": receipt.command_id,
+        "walletId": wallet.id,
+        "version": receipt.version,
+        "balance": wallet.balance.to_json_number(),
+        "events": receipt.event_ids,
+    }))
 }

@@ -47,13 +47,13 @@ pub async fn serve_route(route: api::Route) -> Result<(), Error> {
     crate::init_tracing();
     let stand_in_authorizer = std::env::var("JWT_SECRET").is_ok().then(token_verifier).transpose()?.map(Arc::new);
     let backend = backend().await?;
-    let app = Arc::new(App {
-        commands: commands(&backend),
-        read: backend.read.clone(),
-        metrics: Arc::new(api::NoMetrics),
-        health: Arc::new(DynamoHealth { events: backend.events.clone(), read: backend.read.clone() }),
-        payment_expiry: crate::payment_expiry::period_from_env()?,
-    });
+    let app = Arc::new(App::new(
+        commands(&backend),
+        backend.read.clone(),
+        Arc::new(api::NoMetrics),
+        Arc::new(DynamoHealth { events: backend.events.clone(), read: backend.read.clone() }),
+        crate::payment_expiry::period_from_env()?,
+    ));
     lambda_http::run(lambda_http::service_fn(move |request: lambda_http::Request| {
         let app = app.clone();
         let verifier = stand_in_authorizer.clone();

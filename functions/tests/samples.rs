@@ -22,6 +22,8 @@ const W: &str = "0195f3a0-0000-7000-8000-000000000001";
 const W2: &str = "0195f3a0-0000-7000-8000-000000000002";
 const P: &str = "0195f3a0-0000-7000-8000-000000000003";
 const Z: &str = "0195f3a0-0000-7000-8000-000000000004";
+/// The card holder's (bob's) wallet: a claim's copayment comes only from it.
+const Y: &str = "0195f3a0-0000-7000-8000-000000000005";
 const T: &str = "0195f3a0-0000-7000-8000-0000000000a1";
 
 fn read_sample(name: &str) -> String {
@@ -38,9 +40,11 @@ async fn seeded() -> Seeded {
     let events = Arc::new(MemoryEventStore::default());
     let commands = Arc::new(CommandService::new(events.clone(), Arc::new(SystemClock)));
     let ctx = CommandContext::new("alice", "seed");
-    for (id, balance, active) in [(W, 100_000, true), (W2, 0, true), (P, 0, false), (Z, 0, true)] {
+    for (id, owner, balance, active) in
+        [(W, "alice", 100_000, true), (W2, "alice", 0, true), (P, "alice", 0, false), (Z, "alice", 0, true), (Y, "bob", 50_000, true)]
+    {
         let id = Uuid::parse_str(id).unwrap();
-        let create = WalletCommand::open_personal(id, "alice", Money::from_minor(balance));
+        let create = WalletCommand::open_personal(id, owner, Money::from_minor(balance));
         commands.execute(&ctx, async move |uow| uow.handle::<Wallet>(id, &create).await).await.unwrap();
         if active {
             commands.execute(&ctx, async move |uow| uow.handle::<Wallet>(id, &WalletCommand::Activate).await).await.unwrap();
@@ -104,7 +108,7 @@ async fn seed_cards_and_claims(commands: &CommandService, ctx: &CommandContext) 
         beneficiary_id: id(B),
         prescription_id: "RX-1001".into(),
         pharmacy_wallet_id: id(W2),
-        patient_wallet_id: id(Z),
+        patient_wallet_id: id(Y),
         items: vec![ClaimItem { drug_code: "PAN500".into(), drug_name: "Panadol".into(), quantity: 2, unit_price: Money::from_minor(15_000) }],
         submitted_by: "alice".into(),
         holder_id: Some("bob".into()),
@@ -227,13 +231,7 @@ async fn every_api_sample_gets_the_answer_the_contract_promises() {
         let file = format!("api-{}.json", route.name().replace('.', "-"));
         let request = lambda_http::request::from_str(&read_sample(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         let state = seeded().await;
-        let app = App {
-            commands: state.commands,
-            read: state.read,
-            metrics: Arc::new(api::NoMetrics),
-            health: Arc::new(AlwaysHealthy),
-            payment_expiry: shared::payment_expiry::DEFAULT_PAYMENT_EXPIRY,
-        };
+        let app = App::new(state.commands, state.read, Arc::new(api::NoMetrics), Arc::new(AlwaysHealthy), shared::payment_expiry::DEFAULT_PAYMENT_EXPIRY);
         let response = api::handle(&app, route, request).await;
         let body = String::from_utf8_lossy(response.body().as_ref()).to_string();
         assert_eq!(response.status().as_u16(), status, "{file}: {body}");

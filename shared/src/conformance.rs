@@ -79,6 +79,14 @@ pub mod event_store {
         assert_eq!(store.load(&first.stream_id, 3).await.unwrap(), second.events, "after_version filters");
     }
 
+    pub async fn the_first_event_is_version_one_alone(store: &dyn EventStore) {
+        let id = Uuid::now_v7();
+        let commit = append(id, 0, 3);
+        assert_eq!(store.first_event(&commit.stream_id).await.unwrap(), None, "no stream yet");
+        store.append(Commit { streams: vec![commit.clone()], idempotency: None }).await.unwrap();
+        assert_eq!(store.first_event(&commit.stream_id).await.unwrap(), Some(commit.events[0].clone()));
+    }
+
     pub async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(store: &dyn EventStore) {
         let id = Uuid::now_v7();
         store.append(Commit { streams: vec![append(id, 0, 2)], idempotency: None }).await.unwrap();
@@ -489,6 +497,7 @@ pub mod execution_store {
 macro_rules! event_store_conformance {
     ($make:expr) => {
         $crate::event_store_conformance!(@tests $make; an_unknown_stream_is_empty, appended_events_load_back_intact_in_version_order,
+            the_first_event_is_version_one_alone,
             a_stale_expected_version_is_a_conflict_and_writes_nothing, a_commit_over_several_streams_is_all_or_nothing,
             the_idempotency_record_is_stored_with_the_events_and_only_once, idempotency_keys_are_scoped_to_the_caller,
             a_version_conflict_does_not_store_the_idempotency_record, a_large_commit_is_atomic, a_stream_without_events_is_a_version_check,

@@ -22,6 +22,7 @@ pub mod command;
 pub mod conformance;
 pub mod envelope;
 pub mod error;
+pub mod ids;
 pub mod insurance_claim;
 pub mod medcard;
 pub mod memory;

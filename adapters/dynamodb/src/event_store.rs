@@ -256,6 +256,26 @@ impl EventStore for DynamoEventStore {
         Ok(events)
     }
 
+    /// One consistent GetItem of the version-1 item.
+    async fn first_event(&self, stream_id: &str) -> Result<Option<EventEnvelope>, StoreError> {
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.events_table)
+            .consistent_read(true)
+            .key("streamId", s(stream_id))
+            .key("version", n(1))
+            .send()
+            .await
+            .map_err(sdk_error("reading a stream's first event"))?;
+        let Some(item) = found.item else { return Ok(None) };
+        let event: EventEnvelope = from_item(item, || format!("event {stream_id} version 1"))?;
+        if event.stream_id() != stream_id {
+            return Err(StoreError::new(format!("dynamodb: corrupt event {stream_id} version 1: it belongs to {}", event.stream_id())));
+        }
+        Ok(Some(event))
+    }
+
     async fn append(&self, commit: Commit) -> Result<(), AppendError> {
         if commit.streams.is_empty() && commit.idempotency.is_none() {
             return Ok(());

@@ -304,6 +304,20 @@ impl EventStore for SqliteEventStore {
             .await
     }
 
+    async fn first_event(&self, stream_id: &str) -> Result<Option<EventEnvelope>, StoreError> {
+        let stream_id = stream_id.to_string();
+        self.readers
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached("SELECT envelope FROM events WHERE stream_id = ?1 AND version = 1").or_store("preparing")?;
+                let mut rows = stmt.query(params![stream_id]).or_store("reading a stream's first event")?;
+                match rows.next().or_store("reading a stream's first event")? {
+                    Some(row) => Ok(Some(decode_event(&stream_id, 1, &row.get::<_, String>(0).or_store("reading a stream's first event")?)?)),
+                    None => Ok(None),
+                }
+            })
+            .await
+    }
+
     async fn append(&self, commit: Commit) -> Result<(), AppendError> {
         let commit = prepare(commit)?;
         let stopped = || AppendError::Store(StoreError::new("sqlite: the event writer has stopped"));

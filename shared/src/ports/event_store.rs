@@ -15,6 +15,13 @@ pub trait EventStore: Send + Sync {
     /// the idempotency record (if any) under a key not yet used.
     async fn append(&self, commit: Commit) -> Result<(), AppendError>;
 
+    /// The stream's first event (version 1), if it has one. The facts it records
+    /// never change (a wallet's owner, a card's holder), so access checks read this
+    /// one event instead of the whole stream. Backends answer it with one small read.
+    async fn first_event(&self, stream_id: &str) -> Result<Option<EventEnvelope>, StoreError> {
+        Ok(self.load(stream_id, 0).await?.into_iter().next())
+    }
+
     /// The stored outcome of an earlier command with this caller-scoped key.
     async fn idempotency(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
 }

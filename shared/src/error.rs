@@ -24,6 +24,8 @@ pub enum DomainError {
     SameWallet,
     #[error("wallet {wallet} still holds {balance}; only an empty wallet can be closed")]
     NonZeroBalance { wallet: Uuid, balance: Money },
+    /// A bound on size: an amount, a balance ([`crate::money::MAX_BALANCE`]), the
+    /// beneficiaries of a card ([`crate::medcard::MAX_BENEFICIARIES`]), a monthly limit.
     #[error("{0}")]
     LimitExceeded(String),
     /// An ownership or role rule: the caller may not do this to this aggregate.

@@ -11,7 +11,8 @@
 //! `0 ≤ held ≤ balance` always. A hold (keyed by its payment id, placed at most once
 //! in the wallet's life) ends by being captured (part or all of it is debited, the
 //! rest released) or released (void, expiry). An empty wallet, the only kind that
-//! closes, has no balance and no holds.
+//! closes, has no balance and no holds: a wallet with open holds has money in flight
+//! and is refused `MONEY_IN_FLIGHT`, one with only a balance `NON_ZERO_BALANCE`.
 
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
@@ -312,9 +313,9 @@ impl Aggregate for Wallet {
                 _ => Err(refuse("suspend")),
             },
             WalletCommand::Close { reason } => match wallet.status {
-                Active | Suspended if wallet.balance != Money::ZERO || !wallet.holds.is_empty() => {
-                    Err(DomainError::NonZeroBalance { wallet: wallet.id, balance: wallet.balance.max(wallet.held) })
-                }
+                // Open holds first: they are payments under way, which closing must not strand.
+                Active | Suspended if !wallet.holds.is_empty() => Err(DomainError::MoneyInFlight { wallet: wallet.id, held: wallet.held }),
+                Active | Suspended if wallet.balance != Money::ZERO => Err(DomainError::NonZeroBalance { wallet: wallet.id, balance: wallet.balance }),
                 Active | Suspended => Ok(vec![WalletEvent::WalletClosed { reason: reason.clone() }]),
                 Pending | Closed => Err(refuse("close")),
             },
@@ -719,9 +720,25 @@ mod tests {
 
     #[test]
     fn a_wallet_closes_only_without_balance_and_without_holds() {
-        given::<Wallet>(&holding(egp(10), egp(10))).when(&WalletCommand::Close { reason: None }).then_refused("NON_ZERO_BALANCE");
+        let refusal = given::<Wallet>(&holding(egp(10), egp(10))).when(&WalletCommand::Close { reason: None }).then_refused("MONEY_IN_FLIGHT");
+        assert_eq!(refusal, DomainError::MoneyInFlight { wallet: id(), held: egp(10) });
         let all_captured = [holding(egp(10), egp(10)), vec![released(1, egp(10), Money::ZERO), captured_debit(egp(10), Money::ZERO)]].concat();
         given::<Wallet>(&all_captured).when(&WalletCommand::Close { reason: None }).then(&[WalletEvent::WalletClosed { reason: None }]);
+    }
+
+    #[test]
+    fn open_holds_are_money_in_flight_and_a_bare_balance_is_non_zero() {
+        // A hold smaller than the balance: the hold is what stops the close.
+        let refusal = given::<Wallet>(&holding(egp(10), egp(4))).when(&WalletCommand::Close { reason: None }).then_refused("MONEY_IN_FLIGHT");
+        assert_eq!(
+            refusal.to_string(),
+            format!("wallet {} has 4.00 held for payments still in flight; capture, void or let them expire before closing it", id())
+        );
+        given::<Wallet>(&suspended(holding(egp(10), egp(4)))).when(&WalletCommand::Close { reason: None }).then_refused("MONEY_IN_FLIGHT");
+        // Released, the hold is gone and the balance alone is left.
+        let released_hold = [holding(egp(10), egp(4)), vec![released(1, egp(4), Money::ZERO)]].concat();
+        let refusal = given::<Wallet>(&released_hold).when(&WalletCommand::Close { reason: None }).then_refused("NON_ZERO_BALANCE");
+        assert_eq!(refusal, DomainError::NonZeroBalance { wallet: id(), balance: egp(10) });
     }
 
     fn at_cap() -> Vec<WalletEvent> {

@@ -16,6 +16,14 @@
 //! Until then the claim is `PENDING`, and [`StartedClaim::next_compensation`] says
 //! what is left to undo.
 //!
+//! **Refunds in suspense.** A refund can be refused for good: the patient's or the
+//! sponsor's wallet, debited to zero, may be closed before the claim is
+//! compensated, and a closed wallet takes nothing. Instead of retrying forever,
+//! the compensation records `ClaimRefundSuspended` (whose refund, which wallet, the
+//! amount, the wallet's refusal), which undoes the step as far as the claim is
+//! concerned, and walks on: the claim still ends `REJECTED`, with the refund listed
+//! in [`StartedClaim::refunds_in_suspense`] for an operator to settle.
+//!
 //! Each step is meant to commit with the wallet or card events that do it (as the
 //! transfer saga does), so the claim's stage is exactly how far the money got. A zero
 //! copayment (100 % coverage) or a zero covered amount (0 % coverage) moves no money
@@ -159,6 +167,36 @@ impl ClaimOutcome {
     }
 }
 
+/// A refund a failed claim owes: the covered amount back to the card's sponsor, or
+/// the copayment back to the patient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Refund {
+    Sponsor,
+    Copayment,
+}
+
+impl Refund {
+    /// The step the refund undoes.
+    fn undoes(self) -> ClaimStep {
+        match self {
+            Refund::Sponsor => ClaimStep::SponsorDebited,
+            Refund::Copayment => ClaimStep::CopaymentDebited,
+        }
+    }
+}
+
+/// A refund that could not land: whose, on which wallet, how much, and why the
+/// wallet refused it (a contract code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SuspendedRefund {
+    pub refund: Refund,
+    pub wallet_id: Uuid,
+    pub amount: Money,
+    pub reason: String,
+}
+
 /// The next thing a failed claim must undo, newest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compensation {
@@ -188,6 +226,13 @@ pub enum ClaimCommand {
     },
     RecordSponsorRefunded,
     RecordCopaymentRefunded,
+    /// `wallet_id` refused the `refund` for good (`reason`, a contract code: it was
+    /// closed meanwhile): its amount goes to suspense, and compensation goes on.
+    RecordRefundSuspended {
+        refund: Refund,
+        wallet_id: Uuid,
+        reason: String,
+    },
     /// The last compensation: the claim ends rejected.
     RecordReservationReleased,
 }
@@ -213,6 +258,9 @@ pub enum ClaimEvent {
     },
     ClaimSponsorRefunded {},
     ClaimCopaymentRefunded {},
+    /// The refund could not land on its wallet and is held in suspense; for the
+    /// claim's progress it stands for the refund (the step counts as undone).
+    ClaimRefundSuspended(SuspendedRefund),
     ClaimReservationReleased {},
     ClaimRejected {
         reason: String,
@@ -236,6 +284,8 @@ pub struct StartedClaim {
     pub outcome: ClaimOutcome,
     /// Why a step was refused (a contract code), from the failure on.
     pub failure_reason: Option<String>,
+    /// Refunds that could not land, held in suspense (at most one of each kind).
+    pub refunds_in_suspense: Vec<SuspendedRefund>,
 }
 
 impl StartedClaim {
@@ -336,6 +386,14 @@ impl Aggregate for Claim {
             },
             ClaimCommand::RecordSponsorRefunded if compensating && claim.step == SponsorDebited => Ok(vec![ClaimEvent::ClaimSponsorRefunded {}]),
             ClaimCommand::RecordCopaymentRefunded if compensating && claim.step == CopaymentDebited => Ok(vec![ClaimEvent::ClaimCopaymentRefunded {}]),
+            ClaimCommand::RecordRefundSuspended { refund, wallet_id, reason } if compensating && claim.step == refund.undoes() => {
+                let priced = claim.pricing.as_ref().map(|p| p.priced).ok_or_else(|| refuse("suspend a refund of"))?;
+                let amount = match refund {
+                    Refund::Sponsor => priced.covered,
+                    Refund::Copayment => priced.copayment,
+                };
+                Ok(vec![ClaimEvent::ClaimRefundSuspended(SuspendedRefund { refund: *refund, wallet_id: *wallet_id, amount, reason: reason.clone() })])
+            }
             ClaimCommand::RecordReservationReleased if compensating && claim.step == CoverageReserved => {
                 Ok(vec![ClaimEvent::ClaimReservationReleased {}, ClaimEvent::ClaimRejected { reason: claim.reason() }])
             }
@@ -347,6 +405,7 @@ impl Aggregate for Claim {
             ClaimCommand::Fail { .. } => Err(refuse("fail")),
             ClaimCommand::RecordSponsorRefunded => Err(refuse("refund the sponsor of")),
             ClaimCommand::RecordCopaymentRefunded => Err(refuse("refund the copayment of")),
+            ClaimCommand::RecordRefundSuspended { .. } => Err(refuse("suspend a refund of")),
             ClaimCommand::RecordReservationReleased => Err(refuse("release the reservation of")),
         }
     }
@@ -359,6 +418,7 @@ impl Aggregate for Claim {
                 step: ClaimStep::Submitted,
                 outcome: ClaimOutcome::Pending,
                 failure_reason: None,
+                refunds_in_suspense: Vec::new(),
             }),
             (Claim::Submitted(mut c), event) => {
                 match event {
@@ -376,6 +436,13 @@ impl Aggregate for Claim {
                     // Each compensation undoes the newest step still done.
                     ClaimEvent::ClaimSponsorRefunded {} => c.step = ClaimStep::CopaymentDebited,
                     ClaimEvent::ClaimCopaymentRefunded {} => c.step = ClaimStep::CoverageReserved,
+                    ClaimEvent::ClaimRefundSuspended(suspended) => {
+                        c.step = match suspended.refund {
+                            Refund::Sponsor => ClaimStep::CopaymentDebited,
+                            Refund::Copayment => ClaimStep::CoverageReserved,
+                        };
+                        c.refunds_in_suspense.push(suspended.clone());
+                    }
                     ClaimEvent::ClaimReservationReleased {} => c.step = ClaimStep::Priced,
                     ClaimEvent::ClaimRejected { reason } => {
                         c.outcome = ClaimOutcome::Rejected;
@@ -603,6 +670,48 @@ mod tests {
         );
     }
 
+    fn suspended(refund: Refund, minor: i64) -> ClaimEvent {
+        ClaimEvent::ClaimRefundSuspended(SuspendedRefund {
+            refund,
+            wallet_id: Uuid::from_u128(9),
+            amount: Money::from_minor(minor),
+            reason: "WALLET_NOT_ACTIVE".into(),
+        })
+    }
+    fn suspend(refund: Refund) -> ClaimCommand {
+        ClaimCommand::RecordRefundSuspended { refund, wallet_id: Uuid::from_u128(9), reason: "WALLET_NOT_ACTIVE".into() }
+    }
+
+    #[test]
+    fn a_refund_that_cannot_land_goes_to_suspense_and_compensation_walks_on_to_rejected() {
+        let mut events = failed(ClaimStep::SponsorDebited);
+        // Only the refund due now can be suspended.
+        given::<Claim>(&events).when(&suspend(Refund::Copayment)).then_refused("INVALID_STATE_TRANSITION");
+        given::<Claim>(&events).when(&suspend(Refund::Sponsor)).then(&[suspended(Refund::Sponsor, 32_000)]);
+        events.push(suspended(Refund::Sponsor, 32_000));
+        assert_eq!(claim(&events).next_compensation(), Some(Compensation::RefundCopayment));
+        given::<Claim>(&events).when(&suspend(Refund::Sponsor)).then_refused("INVALID_STATE_TRANSITION");
+        given::<Claim>(&events).when(&suspend(Refund::Copayment)).then(&[suspended(Refund::Copayment, 8_000)]);
+        events.push(suspended(Refund::Copayment, 8_000));
+        assert_eq!(claim(&events).next_compensation(), Some(Compensation::ReleaseReservation));
+        given::<Claim>(&events)
+            .when(&ClaimCommand::RecordReservationReleased)
+            .then(&[ClaimEvent::ClaimReservationReleased {}, ClaimEvent::ClaimRejected { reason: "INSUFFICIENT_FUNDS".into() }]);
+        events.extend([ClaimEvent::ClaimReservationReleased {}, ClaimEvent::ClaimRejected { reason: "INSUFFICIENT_FUNDS".into() }]);
+        let rejected = claim(&events);
+        assert_eq!((rejected.outcome.status(), rejected.failure_reason.as_deref()), ("REJECTED", Some("INSUFFICIENT_FUNDS")));
+        let in_suspense: Vec<_> = rejected.refunds_in_suspense.iter().map(|r| (r.refund, r.amount.minor())).collect();
+        assert_eq!(in_suspense, [(Refund::Sponsor, 32_000), (Refund::Copayment, 8_000)]);
+        given::<Claim>(&events).when(&suspend(Refund::Copayment)).then_refused("INVALID_STATE_TRANSITION");
+    }
+
+    #[test]
+    fn a_claim_that_is_not_compensating_has_no_refund_to_suspend() {
+        given::<Claim>(&up_to(ClaimStep::SponsorDebited)).when(&suspend(Refund::Sponsor)).then_refused("INVALID_STATE_TRANSITION");
+        given::<Claim>(&failed(ClaimStep::CoverageReserved)).when(&suspend(Refund::Copayment)).then_refused("INVALID_STATE_TRANSITION");
+        assert!(claim(&failed(ClaimStep::SponsorDebited)).refunds_in_suspense.is_empty());
+    }
+
     #[test]
     fn a_failed_copayment_only_releases_the_reservation() {
         // The copayment debit was refused: the reservation is the only thing done.
@@ -637,6 +746,7 @@ mod tests {
             ClaimEvent::ClaimStepFailed { reason: "INSUFFICIENT_FUNDS".into() },
             ClaimEvent::ClaimSponsorRefunded {},
             ClaimEvent::ClaimCopaymentRefunded {},
+            suspended(Refund::Sponsor, 32_000),
             ClaimEvent::ClaimReservationReleased {},
             ClaimEvent::ClaimRejected { reason: "INSUFFICIENT_FUNDS".into() },
         ];
@@ -648,6 +758,14 @@ mod tests {
         assert_eq!(
             (event_type.as_str(), data),
             ("ClaimPriced", serde_json::json!({"total": 40_000, "covered": 32_000, "copayment": 8_000, "coveragePercent": 80, "month": "2026-11"}))
+        );
+        let (event_type, data) = crate::envelope::encode_event(&suspended(Refund::Copayment, 8_000));
+        assert_eq!(
+            (event_type.as_str(), data),
+            (
+                "ClaimRefundSuspended",
+                serde_json::json!({"refund": "copayment", "walletId": Uuid::from_u128(9), "amount": 8_000, "reason": "WALLET_NOT_ACTIVE"})
+            )
         );
         let (_, data) = crate::envelope::encode_event(&submitted());
         assert_eq!(data["items"][0], serde_json::json!({"drugCode": "PAN500", "drugName": "Drug PAN500", "quantity": 2, "unitPrice": 15_000}));

@@ -260,6 +260,7 @@ pub mod read_store {
             currency: "EGP".into(),
             status: "PENDING".into(),
             failure_reason: None,
+            refund_in_suspense: None,
             version,
             created_at: at(0),
             updated_at: at(1),
@@ -315,6 +316,7 @@ pub mod read_store {
         view.version = 3;
         view.status = "FAILED".into();
         view.failure_reason = Some("WALLET_NOT_ACTIVE".into());
+        view.refund_in_suspense = Some(Money::from_minor(10_000));
         assert_eq!(store.save_transfer(&view, 2).await.unwrap(), Saved::Stale);
         assert_eq!(store.save_transfer(&view, 1).await.unwrap(), Saved::Written);
         assert_eq!(store.transfer(view.transfer_id).await.unwrap(), Some(view));

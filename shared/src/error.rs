@@ -24,6 +24,12 @@ pub enum DomainError {
     SameWallet,
     #[error("wallet {wallet} still holds {balance}; only an empty wallet can be closed")]
     NonZeroBalance { wallet: Uuid, balance: Money },
+    /// Money is still in flight on the wallet (open payment holds): it cannot close
+    /// until they are captured, voided or expire.
+    #[error("wallet {wallet} has {held} held for payments still in flight; capture, void or let them expire before closing it")]
+    MoneyInFlight { wallet: Uuid, held: Money },
+    /// A bound on size: an amount, a balance ([`crate::money::MAX_BALANCE`]), the
+    /// beneficiaries of a card ([`crate::medcard::MAX_BENEFICIARIES`]), a monthly limit.
     #[error("{0}")]
     LimitExceeded(String),
     /// An ownership or role rule: the caller may not do this to this aggregate.
@@ -55,6 +61,7 @@ impl DomainError {
             DomainError::CurrencyMismatch { .. } => "CURRENCY_MISMATCH",
             DomainError::SameWallet => "SAME_WALLET",
             DomainError::NonZeroBalance { .. } => "NON_ZERO_BALANCE",
+            DomainError::MoneyInFlight { .. } => "MONEY_IN_FLIGHT",
             DomainError::LimitExceeded(_) => "LIMIT_EXCEEDED",
             DomainError::Forbidden(_) => "FORBIDDEN",
             DomainError::CardNotActive { .. } => "CARD_NOT_ACTIVE",

@@ -28,6 +28,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use uuid::Uuid;
 
+/// The most beneficiaries one card lists. The card's view is one DynamoDB item
+/// (400 KB at most) rewritten on every card event, so an unbounded list would
+/// first slow, then break, the card's projection; 50 is far beyond a family and
+/// keeps the item small. Adding one more is refused `LIMIT_EXCEEDED`.
+pub const MAX_BENEFICIARIES: usize = 50;
+
 /// A calendar month (UTC), written `YYYY-MM`: the period of a monthly limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -358,6 +364,13 @@ impl Aggregate for MedCard {
                 if card.covers(beneficiary.beneficiary_id) {
                     return Err(DomainError::AlreadyExists { kind: "beneficiary", id: beneficiary.beneficiary_id });
                 }
+                if card.beneficiaries.len() >= MAX_BENEFICIARIES {
+                    return Err(DomainError::LimitExceeded(format!(
+                        "medical card {} already lists {} beneficiaries, the most a card may list; remove one first",
+                        card.terms.medcard_id,
+                        card.beneficiaries.len()
+                    )));
+                }
                 Ok(vec![MedCardEvent::MedCardBeneficiaryAdded(beneficiary.clone())])
             }
             MedCardCommand::RemoveBeneficiary { beneficiary_id } => {
@@ -583,6 +596,27 @@ mod tests {
     fn a_beneficiary_is_added_once() {
         given::<MedCard>(&[issued()]).when(&MedCardCommand::AddBeneficiary(beneficiary())).then(&[MedCardEvent::MedCardBeneficiaryAdded(beneficiary())]);
         given::<MedCard>(&active()).when(&MedCardCommand::AddBeneficiary(beneficiary())).then_refused("ALREADY_EXISTS");
+    }
+
+    fn listed(n: u128) -> MedCardEvent {
+        MedCardEvent::MedCardBeneficiaryAdded(Beneficiary { beneficiary_id: Uuid::from_u128(0xb000 + n), name: format!("B{n}"), relationship: "child".into() })
+    }
+
+    #[test]
+    fn a_card_lists_at_most_max_beneficiaries() {
+        // The child plus 48 more: one place left.
+        let almost = with(active(), (1..MAX_BENEFICIARIES as u128 - 1).map(listed));
+        assert_eq!(card(&almost).beneficiaries.len(), MAX_BENEFICIARIES - 1);
+        let last = Beneficiary { beneficiary_id: Uuid::from_u128(0xbfff), name: "Last".into(), relationship: "spouse".into() };
+        given::<MedCard>(&almost).when(&MedCardCommand::AddBeneficiary(last.clone())).then(&[MedCardEvent::MedCardBeneficiaryAdded(last.clone())]);
+        let full = with(almost, [MedCardEvent::MedCardBeneficiaryAdded(last)]);
+        let one_more = Beneficiary { beneficiary_id: Uuid::from_u128(0xc000), name: "More".into(), relationship: "child".into() };
+        let refusal = given::<MedCard>(&full).when(&MedCardCommand::AddBeneficiary(one_more.clone())).then_refused("LIMIT_EXCEEDED");
+        assert_eq!(refusal.to_string(), format!("medical card {} already lists 50 beneficiaries, the most a card may list; remove one first", card_id()));
+        // Someone already listed is still ALREADY_EXISTS, and a removal makes room again.
+        given::<MedCard>(&full).when(&MedCardCommand::AddBeneficiary(beneficiary())).then_refused("ALREADY_EXISTS");
+        let room = with(full, [MedCardEvent::MedCardBeneficiaryRemoved { beneficiary_id: child() }]);
+        given::<MedCard>(&room).when(&MedCardCommand::AddBeneficiary(one_more.clone())).then(&[MedCardEvent::MedCardBeneficiaryAdded(one_more)]);
     }
 
     #[test]

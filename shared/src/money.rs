@@ -12,6 +12,17 @@ use std::fmt;
 pub const MINOR_PER_MAJOR: i64 = 100;
 /// The largest amount a single command may carry: 1,000,000,000 major units.
 pub const MAX_AMOUNT: Money = Money(1_000_000_000 * MINOR_PER_MAJOR);
+/// The most a wallet may hold: 100,000,000,000 major units (10^13 minor units), a
+/// hundred times the largest single amount. A credit (or an initial balance) that
+/// would take a balance above it is refused `LIMIT_EXCEEDED`.
+///
+/// Why this number: it is far inside `i64` (≈ 9.2 × 10^18 minor units), so no sum of
+/// a balance and an amount can overflow, and far inside JSON's exact-integer range
+/// (2^53 ≈ 9.007 × 10^15), so every balance up to it renders exactly (see
+/// [`Money::to_json_number`]: up to 10^13 minor units a value has at most 15
+/// significant digits). A compensation may lift a balance a little past it (see
+/// `WalletCommand::ReturnFunds`); the headroom above it up to 2^53 is 900 times the cap.
+pub const MAX_BALANCE: Money = Money(100_000_000_000 * MINOR_PER_MAJOR);
 
 /// An exact amount in minor units. Balances are `Money` too; they are never negative
 /// because the wallet's rules never let them be.
@@ -239,6 +250,19 @@ mod tests {
             let text = Money::from_minor(minor).to_json_number().to_string();
             assert_eq!(Money::parse_decimal(&text).unwrap().minor(), minor, "{text}");
         }
+    }
+
+    #[test]
+    fn the_largest_balance_renders_exactly_and_stays_inside_json_integers() {
+        assert_eq!(MAX_BALANCE.minor(), 10_000_000_000_000);
+        assert!(MAX_BALANCE.minor() < (1_i64 << 53) / 100, "even 100 times the cap is an exact JSON integer of minor units");
+        assert!(MAX_BALANCE.checked_add(MAX_AMOUNT).is_some());
+        assert_eq!(MAX_BALANCE.to_json_number().to_string(), "100000000000");
+        for minor in [MAX_BALANCE.minor() - 1, MAX_BALANCE.minor() - 30, MAX_BALANCE.minor() - 99] {
+            let text = Money::from_minor(minor).to_json_number().to_string();
+            assert_eq!(Money::parse_decimal(&text).unwrap().minor(), minor, "{text}");
+        }
+        assert_eq!(Money::from_minor(MAX_BALANCE.minor() - 1).to_json_number().to_string(), "99999999999.99");
     }
 
     #[test]

@@ -4,10 +4,20 @@
 //! Initiated ──debit ok──▶ SourceDebited ──credit ok──▶ Completed
 //!     │                        │
 //!     └─debit refused─▶ Failed ◀─refund─ CreditRejected ◀─credit refused─┘
+//!                         ▲                    │
+//!                         └── refund refused ──┘  (the amount is held in suspense)
 //! ```
 //! Each step that moves money records the wallet event and the transfer event in one
 //! atomic commit, so "in flight" is exactly the transfers in `SourceDebited` or
 //! `CreditRejected`, and money is conserved at every instant.
+//!
+//! **Refunds in suspense.** The refund can be refused too: a source debited to zero
+//! may be closed before its transfer is compensated, and a closed wallet takes
+//! nothing. Retrying could never succeed, so the transfer does not wait: it records
+//! `TransferRefundSuspended` (the amount and the source's refusal) and ends `FAILED`
+//! in the same commit. The amount left the source and reached nobody; the transfer
+//! is where it is accounted for, visible on its view (`refundInSuspense`) until an
+//! operator settles it.
 
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
@@ -68,6 +78,11 @@ pub enum TransferCommand {
     },
     /// The source got its money back after a refused credit.
     RecordSourceRefunded,
+    /// The source refused the refund (`reason`, a contract code: it was closed
+    /// meanwhile): the amount goes to suspense and the transfer ends `FAILED`.
+    RecordRefundSuspended {
+        reason: String,
+    },
     /// The transfer ends without moving money (the source debit was refused, or
     /// the saga gave up before it).
     Fail {
@@ -81,9 +96,27 @@ pub enum TransferEvent {
     TransferInitiated(TransferTerms),
     TransferSourceDebited {},
     TransferCompleted {},
-    TransferCreditRejected { reason: String },
+    TransferCreditRejected {
+        reason: String,
+    },
     TransferSourceRefunded {},
-    TransferFailed { reason: String },
+    /// The refund of `amount` could not land on the source (`reason`: its refusal,
+    /// e.g. `WALLET_NOT_ACTIVE` for a wallet closed meanwhile), so it is held in
+    /// suspense. `TransferFailed` follows in the same commit.
+    TransferRefundSuspended {
+        amount: Money,
+        reason: String,
+    },
+    TransferFailed {
+        reason: String,
+    },
+}
+
+/// A refund that could not land: the amount, and why the source refused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundInSuspense {
+    pub amount: Money,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +125,8 @@ pub struct StartedTransfer {
     pub stage: TransferStage,
     /// Why the credit or the debit was refused (a contract error code).
     pub failure_reason: Option<String>,
+    /// Set when the transfer failed and its refund could not land on the source.
+    pub refund_in_suspense: Option<RefundInSuspense>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,6 +134,13 @@ pub enum Transfer {
     #[default]
     NotStarted,
     Started(StartedTransfer),
+}
+
+impl StartedTransfer {
+    /// Why the transfer fails: the recorded refusal, `INTERNAL` if none was.
+    fn reason(&self) -> String {
+        self.failure_reason.clone().unwrap_or_else(|| "INTERNAL".into())
+    }
 }
 
 impl Transfer {
@@ -138,13 +180,17 @@ impl Aggregate for Transfer {
             (SourceDebited, TransferCommand::RecordCompleted) => Ok(vec![TransferEvent::TransferCompleted {}]),
             (SourceDebited, TransferCommand::RecordCreditRejected { reason }) => Ok(vec![TransferEvent::TransferCreditRejected { reason: reason.clone() }]),
             (CreditRejected, TransferCommand::RecordSourceRefunded) => {
-                let reason = transfer.failure_reason.clone().unwrap_or_else(|| "INTERNAL".into());
-                Ok(vec![TransferEvent::TransferSourceRefunded {}, TransferEvent::TransferFailed { reason }])
+                Ok(vec![TransferEvent::TransferSourceRefunded {}, TransferEvent::TransferFailed { reason: transfer.reason() }])
             }
+            (CreditRejected, TransferCommand::RecordRefundSuspended { reason }) => Ok(vec![
+                TransferEvent::TransferRefundSuspended { amount: transfer.terms.amount, reason: reason.clone() },
+                TransferEvent::TransferFailed { reason: transfer.reason() },
+            ]),
             (_, TransferCommand::RecordSourceDebited) => Err(refuse("record the source debit of")),
             (_, TransferCommand::RecordCompleted) => Err(refuse("complete")),
             (_, TransferCommand::RecordCreditRejected { .. }) => Err(refuse("reject the credit of")),
             (_, TransferCommand::RecordSourceRefunded) => Err(refuse("refund the source of")),
+            (_, TransferCommand::RecordRefundSuspended { .. }) => Err(refuse("suspend the refund of")),
             (_, TransferCommand::Fail { .. }) => Err(refuse("fail")),
             (_, TransferCommand::Initiate(_)) => unreachable!("handled above"),
         }
@@ -153,7 +199,7 @@ impl Aggregate for Transfer {
     fn apply(self, event: &TransferEvent) -> Transfer {
         match (self, event) {
             (Transfer::NotStarted, TransferEvent::TransferInitiated(terms)) => {
-                Transfer::Started(StartedTransfer { terms: terms.clone(), stage: TransferStage::Initiated, failure_reason: None })
+                Transfer::Started(StartedTransfer { terms: terms.clone(), stage: TransferStage::Initiated, failure_reason: None, refund_in_suspense: None })
             }
             (Transfer::Started(mut t), event) => {
                 match event {
@@ -166,6 +212,10 @@ impl Aggregate for Transfer {
                     }
                     // The refund alone settles nothing: `TransferFailed` follows in the same commit.
                     TransferEvent::TransferSourceRefunded {} => {}
+                    // Nor does a suspended refund: `TransferFailed` follows it too.
+                    TransferEvent::TransferRefundSuspended { amount, reason } => {
+                        t.refund_in_suspense = Some(RefundInSuspense { amount: *amount, reason: reason.clone() })
+                    }
                     TransferEvent::TransferFailed { reason } => {
                         t.stage = TransferStage::Failed;
                         t.failure_reason = Some(reason.clone());
@@ -249,6 +299,51 @@ mod tests {
         .state();
         let t = state.started().unwrap();
         assert_eq!((t.stage.status(), t.failure_reason.as_deref()), ("FAILED", Some("WALLET_NOT_ACTIVE")));
+    }
+
+    fn rejected() -> Vec<TransferEvent> {
+        vec![initiated(), TransferEvent::TransferSourceDebited {}, TransferEvent::TransferCreditRejected { reason: "WALLET_NOT_ACTIVE".into() }]
+    }
+    fn suspended() -> [TransferEvent; 2] {
+        [
+            TransferEvent::TransferRefundSuspended { amount: Money::from_minor(10_000), reason: "WALLET_NOT_ACTIVE".into() },
+            TransferEvent::TransferFailed { reason: "WALLET_NOT_ACTIVE".into() },
+        ]
+    }
+
+    #[test]
+    fn a_refund_the_source_refuses_goes_to_suspense_and_the_transfer_ends_failed_with_its_reason() {
+        given::<Transfer>(&rejected()).when(&TransferCommand::RecordRefundSuspended { reason: "WALLET_NOT_ACTIVE".into() }).then(&suspended());
+        let state = given::<Transfer>(&[rejected(), suspended().to_vec()].concat()).state();
+        let t = state.started().unwrap();
+        assert_eq!((t.stage.status(), t.failure_reason.as_deref()), ("FAILED", Some("WALLET_NOT_ACTIVE")));
+        assert_eq!(t.refund_in_suspense, Some(RefundInSuspense { amount: Money::from_minor(10_000), reason: "WALLET_NOT_ACTIVE".into() }));
+        // A transfer refunded normally has nothing in suspense.
+        let refunded =
+            given::<Transfer>(&[rejected(), vec![TransferEvent::TransferSourceRefunded {}, TransferEvent::TransferFailed { reason: "X".into() }]].concat())
+                .state();
+        assert_eq!(refunded.started().unwrap().refund_in_suspense, None);
+    }
+
+    #[test]
+    fn only_a_rejected_credit_has_a_refund_to_suspend_and_only_once() {
+        let suspend = TransferCommand::RecordRefundSuspended { reason: "WALLET_NOT_ACTIVE".into() };
+        given::<Transfer>(&[initiated()]).when(&suspend).then_refused("INVALID_STATE_TRANSITION");
+        given::<Transfer>(&[initiated(), TransferEvent::TransferSourceDebited {}]).when(&suspend).then_refused("INVALID_STATE_TRANSITION");
+        let done = [rejected(), suspended().to_vec()].concat();
+        given::<Transfer>(&done).when(&suspend).then_refused("INVALID_STATE_TRANSITION");
+        given::<Transfer>(&done).when(&TransferCommand::RecordSourceRefunded).then_refused("INVALID_STATE_TRANSITION");
+    }
+
+    #[test]
+    fn events_round_trip_through_the_envelope_encoding() {
+        let events = [rejected(), suspended().to_vec(), vec![TransferEvent::TransferSourceRefunded {}, TransferEvent::TransferCompleted {}]].concat();
+        for event in events {
+            let (event_type, data) = crate::envelope::encode_event(&event);
+            assert_eq!(crate::envelope::decode_event::<TransferEvent>(&event_type, &data).unwrap(), event);
+        }
+        let (event_type, data) = crate::envelope::encode_event(&suspended()[0]);
+        assert_eq!((event_type.as_str(), data), ("TransferRefundSuspended", serde_json::json!({"amount": 10_000, "reason": "WALLET_NOT_ACTIVE"})));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Lifecycle: created `pending`; `pending → active`; `active ⇄ suspended`;
 //! `active | suspended → closed` only when empty; `closed` is final.
-//! Credits and debits need `active`; a debit never takes the balance below zero.
+//! Credits and debits need `active`; a debit never takes the balance below zero, and
+//! a credit never takes it above [`MAX_BALANCE`] (`LIMIT_EXCEEDED`).
 //!
 //! Holds: a payment's authorisation puts a *hold* on the payer's wallet. Held money
 //! stays in the balance but is no longer *available*: `available = balance − held`,
@@ -10,11 +11,12 @@
 //! `0 ≤ held ≤ balance` always. A hold (keyed by its payment id, placed at most once
 //! in the wallet's life) ends by being captured (part or all of it is debited, the
 //! rest released) or released (void, expiry). An empty wallet, the only kind that
-//! closes, has no balance and no holds.
+//! closes, has no balance and no holds: a wallet with open holds has money in flight
+//! and is refused `MONEY_IN_FLIGHT`, one with only a balance `NON_ZERO_BALANCE`.
 
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
-use crate::money::{Currency, Money};
+use crate::money::{Currency, Money, MAX_BALANCE};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
@@ -119,6 +121,15 @@ pub enum WalletCommand {
     /// A saga's compensation: gives back money the saga took from this wallet.
     /// Unlike a credit it also lands on a suspended wallet — a suspension must not
     /// keep the owner's own money in flight.
+    ///
+    /// It is also exempt from [`MAX_BALANCE`]. The money was in this wallet moments
+    /// ago, so with no credit in between the balance goes back to where it was,
+    /// under the cap. Only credits received meanwhile can have filled the room it
+    /// left; refusing the refund then would leave the owner's own money nowhere (a
+    /// compensation must not fail), so it lands and the balance sits above the cap
+    /// by at most the amounts still in flight (each at most `MAX_AMOUNT`), far
+    /// inside the range a balance renders exactly in. Every credit is refused until
+    /// the balance is back under the cap.
     ReturnFunds(Movement<CreditType>),
     /// Sets `amount` of the available balance aside for a payment (`hold_id` is the
     /// payment id). Needs `active`, the wallet's currency, and `amount ≤ available`.
@@ -258,6 +269,11 @@ impl Aggregate for Wallet {
     fn decide(&self, command: &WalletCommand) -> Result<Vec<WalletEvent>, DomainError> {
         let wallet = match (self, command) {
             (Wallet::Unopened, WalletCommand::Create { wallet_id, owner_id, wallet_type, currency, kyc_level, initial_balance }) => {
+                if *initial_balance > MAX_BALANCE {
+                    return Err(DomainError::LimitExceeded(format!(
+                        "an initial balance of {initial_balance} is above {MAX_BALANCE}, the most a wallet may hold"
+                    )));
+                }
                 let mut events = vec![WalletEvent::WalletCreated {
                     wallet_id: *wallet_id,
                     owner_id: owner_id.clone(),
@@ -297,9 +313,9 @@ impl Aggregate for Wallet {
                 _ => Err(refuse("suspend")),
             },
             WalletCommand::Close { reason } => match wallet.status {
-                Active | Suspended if wallet.balance != Money::ZERO || !wallet.holds.is_empty() => {
-                    Err(DomainError::NonZeroBalance { wallet: wallet.id, balance: wallet.balance.max(wallet.held) })
-                }
+                // Open holds first: they are payments under way, which closing must not strand.
+                Active | Suspended if !wallet.holds.is_empty() => Err(DomainError::MoneyInFlight { wallet: wallet.id, held: wallet.held }),
+                Active | Suspended if wallet.balance != Money::ZERO => Err(DomainError::NonZeroBalance { wallet: wallet.id, balance: wallet.balance }),
                 Active | Suspended => Ok(vec![WalletEvent::WalletClosed { reason: reason.clone() }]),
                 Pending | Closed => Err(refuse("close")),
             },
@@ -308,6 +324,13 @@ impl Aggregate for Wallet {
                 wallet.ensure_can_move(movement.amount, movement.currency.as_ref(), may_receive)?;
                 let balance_after =
                     wallet.balance.checked_add(movement.amount).ok_or_else(|| DomainError::LimitExceeded(format!("wallet {} cannot hold more", wallet.id)))?;
+                // A compensation is exempt from the cap: see `WalletCommand::ReturnFunds`.
+                if balance_after > MAX_BALANCE && !matches!(command, WalletCommand::ReturnFunds(_)) {
+                    return Err(DomainError::LimitExceeded(format!(
+                        "wallet {} holds {} {}; a credit of {} would take it above {MAX_BALANCE}, the most a wallet may hold",
+                        wallet.id, wallet.balance, wallet.currency, movement.amount
+                    )));
+                }
                 Ok(vec![WalletEvent::WalletCredited { movement: movement.clone(), balance_after }])
             }
             WalletCommand::Debit(movement) => {
@@ -697,9 +720,64 @@ mod tests {
 
     #[test]
     fn a_wallet_closes_only_without_balance_and_without_holds() {
-        given::<Wallet>(&holding(egp(10), egp(10))).when(&WalletCommand::Close { reason: None }).then_refused("NON_ZERO_BALANCE");
+        let refusal = given::<Wallet>(&holding(egp(10), egp(10))).when(&WalletCommand::Close { reason: None }).then_refused("MONEY_IN_FLIGHT");
+        assert_eq!(refusal, DomainError::MoneyInFlight { wallet: id(), held: egp(10) });
         let all_captured = [holding(egp(10), egp(10)), vec![released(1, egp(10), Money::ZERO), captured_debit(egp(10), Money::ZERO)]].concat();
         given::<Wallet>(&all_captured).when(&WalletCommand::Close { reason: None }).then(&[WalletEvent::WalletClosed { reason: None }]);
+    }
+
+    #[test]
+    fn open_holds_are_money_in_flight_and_a_bare_balance_is_non_zero() {
+        // A hold smaller than the balance: the hold is what stops the close.
+        let refusal = given::<Wallet>(&holding(egp(10), egp(4))).when(&WalletCommand::Close { reason: None }).then_refused("MONEY_IN_FLIGHT");
+        assert_eq!(
+            refusal.to_string(),
+            format!("wallet {} has 4.00 held for payments still in flight; capture, void or let them expire before closing it", id())
+        );
+        given::<Wallet>(&suspended(holding(egp(10), egp(4)))).when(&WalletCommand::Close { reason: None }).then_refused("MONEY_IN_FLIGHT");
+        // Released, the hold is gone and the balance alone is left.
+        let released_hold = [holding(egp(10), egp(4)), vec![released(1, egp(4), Money::ZERO)]].concat();
+        let refusal = given::<Wallet>(&released_hold).when(&WalletCommand::Close { reason: None }).then_refused("NON_ZERO_BALANCE");
+        assert_eq!(refusal, DomainError::NonZeroBalance { wallet: id(), balance: egp(10) });
+    }
+
+    fn at_cap() -> Vec<WalletEvent> {
+        let mut events = active_with(Money::ZERO);
+        events.push(credited(MAX_BALANCE, MAX_BALANCE));
+        events
+    }
+
+    #[test]
+    fn a_credit_up_to_the_balance_cap_lands_and_one_minor_unit_more_is_limit_exceeded() {
+        let almost = MAX_BALANCE.checked_sub(egp(5)).unwrap();
+        given::<Wallet>(&active_with(almost)).when(&WalletCommand::Credit(deposit(egp(5)))).then(&[credited(egp(5), MAX_BALANCE)]);
+        let refusal = given::<Wallet>(&active_with(almost)).when(&WalletCommand::Credit(deposit(Money::from_minor(501)))).then_refused("LIMIT_EXCEEDED");
+        assert_eq!(
+            refusal.to_string(),
+            format!("wallet {} holds 99999999995.00 EGP; a credit of 5.01 would take it above 100000000000.00, the most a wallet may hold", id())
+        );
+        given::<Wallet>(&at_cap()).when(&WalletCommand::Credit(deposit(Money::from_minor(1)))).then_refused("LIMIT_EXCEEDED");
+    }
+
+    #[test]
+    fn an_initial_balance_above_the_cap_is_limit_exceeded() {
+        assert!(given::<Wallet>(&[]).when(&create(MAX_BALANCE)).0.is_ok());
+        given::<Wallet>(&[]).when(&create(Money::from_minor(MAX_BALANCE.minor() + 1))).then_refused("LIMIT_EXCEEDED");
+    }
+
+    #[test]
+    fn returned_funds_are_exempt_from_the_cap_so_a_compensation_always_lands() {
+        // At the cap, 5.00 left in a saga and a deposit refilled it: the refund still lands.
+        let mut refilled = at_cap();
+        refilled.push(WalletEvent::WalletDebited { movement: payment(egp(5)), balance_after: MAX_BALANCE.checked_sub(egp(5)).unwrap() });
+        refilled.push(credited(egp(5), MAX_BALANCE));
+        let above = MAX_BALANCE.checked_add(egp(5)).unwrap();
+        given::<Wallet>(&refilled).when(&WalletCommand::ReturnFunds(deposit(egp(5)))).then(&[credited(egp(5), above)]);
+        // Above the cap, every credit is refused until the balance is back under it.
+        let mut over = refilled.clone();
+        over.push(credited(egp(5), above));
+        given::<Wallet>(&over).when(&WalletCommand::Credit(deposit(Money::from_minor(1)))).then_refused("LIMIT_EXCEEDED");
+        assert_eq!(above.to_json_number().to_string(), "100000000005", "still rendered exactly");
     }
 
     #[test]

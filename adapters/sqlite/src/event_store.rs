@@ -1,20 +1,45 @@
 //! The event store and global feed on one SQLite file, written by a single
 //! group-committing writer thread.
+//!
+//! # Idempotency retention
+//!
+//! Idempotency records are kept until their `expiresAt` (24 hours after the
+//! command, by contract) and then deleted, so the table holds about a day of keys
+//! instead of growing forever. (On DynamoDB the table's TTL on `expiresAt` does the
+//! same.) The purge runs on the writer thread, the only writer of the file:
+//!
+//! - **on open**, everything expired (a store that was down for a while catches up
+//!   before it takes requests);
+//! - **then every [`IDEMPOTENCY_PURGE_EVERY`]** (10 minutes), after a group commit: at most
+//!   [`IDEMPOTENCY_PURGE_CHUNK`] rows in one short transaction, so appends never wait long
+//!   behind it; if the chunk was full, the next group commit purges again.
+//!
+//! Time-based rather than every N commits, so the cost does not grow with the load
+//! and a quiet store is not touched (it writes no records to expire anyway). An
+//! index on `expires_at` makes each pass a range scan. Records past their expiry and
+//! not yet purged are still honoured, as DynamoDB honours items TTL has not yet
+//! deleted: the contract promises "at least 24 hours".
 
 use crate::common::{corrupt, from_sql_int, open_writer, sql_limit, store_error, to_sql_int, OrStore, ReadPool, Synchronous};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use shared::envelope::EventEnvelope;
 use shared::ports::{AppendError, Commit, EventFeed, EventStore, IdempotencyRecord, StoreError};
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// The most append requests one transaction (one fsync) carries.
 const MAX_BATCH: usize = 256;
 /// Append requests waiting for the writer; beyond this, callers wait to enqueue.
 const QUEUE: usize = 4 * MAX_BATCH;
+/// How often the writer purges expired idempotency records (see the module docs).
+pub const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(10 * 60);
+/// The most expired idempotency records one purge transaction deletes.
+pub const IDEMPOTENCY_PURGE_CHUNK: usize = 5_000;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -36,13 +61,16 @@ CREATE TABLE IF NOT EXISTS idempotency (
     expires_at TEXT NOT NULL,
     PRIMARY KEY (scope, key)
 );
+-- The purge of expired records reads this range (expires_at is RFC 3339 in UTC, `+00:00`,
+-- which sorts as text in time order).
+CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at);
 ";
 
 /// [`EventStore`] and [`EventFeed`] on SQLite. See the crate documentation for the
 /// design (WAL, `synchronous=FULL`, group commit, read pool).
 pub struct SqliteEventStore {
     /// `None` only while dropping: closing the queue stops the writer thread.
-    requests: Option<mpsc::Sender<AppendRequest>>,
+    requests: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
     readers: Arc<ReadPool>,
     head: Arc<watch::Sender<u64>>,
@@ -74,10 +102,24 @@ struct AppendRequest {
     reply: oneshot::Sender<Result<(), AppendError>>,
 }
 
+/// What the writer thread is asked to do.
+enum Request {
+    Append(AppendRequest),
+    /// Delete every idempotency record expired before `now`; answer how many.
+    Purge {
+        now: DateTime<Utc>,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+}
+
 impl SqliteEventStore {
     /// Opens (or creates) the event store at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = open_writer(path, Synchronous::Full, SCHEMA)?;
+        let purged = purge_expired(&conn, Utc::now(), Purge::All)?;
+        if purged > 0 {
+            tracing::info!(path = %path.display(), purged, "expired idempotency records deleted");
+        }
         let position: i64 = conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |row| row.get(0)).or_store("reading the head position")?;
         let head = Arc::new(watch::channel(from_sql_int(position, "position")?).0);
         let (requests, queue) = mpsc::channel(QUEUE);
@@ -90,6 +132,17 @@ impl SqliteEventStore {
         };
         tracing::debug!(path = %path.display(), head = position, "sqlite event store open");
         Ok(SqliteEventStore { requests: Some(requests), writer: Some(writer), readers: ReadPool::new(path), head })
+    }
+
+    /// Deletes every idempotency record whose `expiresAt` is before `now` and says
+    /// how many went. The store does this by itself (on open, then every
+    /// [`IDEMPOTENCY_PURGE_EVERY`]); this is for tools and tests that pick their own `now`.
+    pub async fn purge_expired_idempotency(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let stopped = || StoreError::new("sqlite: the event writer has stopped");
+        let requests = self.requests.as_ref().ok_or_else(stopped)?;
+        let (reply, outcome) = oneshot::channel();
+        requests.send(Request::Purge { now, reply }).await.map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
     }
 }
 
@@ -140,32 +193,92 @@ fn prepare(commit: Commit) -> Result<PreparedCommit, AppendError> {
     Ok(PreparedCommit { streams, idempotency })
 }
 
-/// The writer thread: takes whatever is queued (up to [`MAX_BATCH`]), writes it in
-/// one transaction, publishes the new head, then answers. Returns when the queue is
-/// closed (the store was dropped) and drained.
-fn run_writer(conn: Connection, mut queue: mpsc::Receiver<AppendRequest>, head: &watch::Sender<u64>) {
+/// The writer thread: takes whatever is queued (up to [`MAX_BATCH`]), writes the
+/// appends in one transaction, publishes the new head, then answers; then runs the
+/// purges asked for, and the periodic purge when it is due. Returns when the queue
+/// is closed (the store was dropped) and drained.
+fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Request>, head: &watch::Sender<u64>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut next_purge = Instant::now() + IDEMPOTENCY_PURGE_EVERY;
     while queue.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
-        tracing::trace!(requests = batch.len(), "sqlite group commit");
-        let (commits, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|request| (request.commit, request.reply)).unzip();
-        let outcomes = match write_batch(&conn, &commits) {
-            Ok(Batch { outcomes, head: new_head }) => {
-                if let Some(new_head) = new_head {
-                    head.send_replace(new_head);
+        let mut appends = Vec::with_capacity(batch.len());
+        let mut purges = Vec::new();
+        for request in batch.drain(..) {
+            match request {
+                Request::Append(append) => appends.push(append),
+                Request::Purge { now, reply } => purges.push((now, reply)),
+            }
+        }
+        if !appends.is_empty() {
+            group_commit(&conn, appends, head);
+        }
+        for (now, reply) in purges {
+            let _ = reply.send(purge_expired(&conn, now, Purge::All));
+        }
+        if Instant::now() >= next_purge {
+            next_purge = match purge_expired(&conn, Utc::now(), Purge::OneChunk) {
+                // A full chunk: more may be left, purge again after the next commit.
+                Ok(deleted) if deleted >= IDEMPOTENCY_PURGE_CHUNK as u64 => Instant::now(),
+                Ok(_) => Instant::now() + IDEMPOTENCY_PURGE_EVERY,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sqlite: purging expired idempotency records failed; trying again later");
+                    Instant::now() + IDEMPOTENCY_PURGE_EVERY
                 }
-                outcomes
-            }
-            Err(e) => {
-                tracing::error!(error = %e, requests = commits.len(), "sqlite group commit failed");
-                commits.iter().map(|_| Err(AppendError::Store(e.clone()))).collect()
-            }
-        };
-        for (reply, outcome) in replies.into_iter().zip(outcomes) {
-            // The caller may have given up waiting; its commit stands all the same.
-            let _ = reply.send(outcome);
+            };
         }
     }
     tracing::debug!("sqlite event writer stopped");
+}
+
+/// How much one purge deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purge {
+    /// Everything expired, [`IDEMPOTENCY_PURGE_CHUNK`] rows per transaction.
+    All,
+    /// At most [`IDEMPOTENCY_PURGE_CHUNK`] rows: one short transaction.
+    OneChunk,
+}
+
+/// Deletes idempotency records that expired before `now`, in transactions of at
+/// most [`IDEMPOTENCY_PURGE_CHUNK`] rows; returns how many went.
+fn purge_expired(conn: &Connection, now: DateTime<Utc>, purge: Purge) -> Result<u64, StoreError> {
+    // The same text form as the stored `expires_at` (see `prepare`), so that text
+    // order is time order.
+    let now = now.to_rfc3339();
+    let mut deleted = 0;
+    loop {
+        let chunk = conn
+            .prepare_cached("DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency WHERE expires_at < ?1 ORDER BY expires_at LIMIT ?2)")
+            .and_then(|mut stmt| stmt.execute(params![now, IDEMPOTENCY_PURGE_CHUNK as i64]))
+            .or_store("purging expired idempotency records")?;
+        deleted += chunk as u64;
+        if chunk < IDEMPOTENCY_PURGE_CHUNK || purge == Purge::OneChunk {
+            return Ok(deleted);
+        }
+    }
+}
+
+/// Writes a batch of appends in one transaction, publishes the new head, then
+/// answers each request.
+fn group_commit(conn: &Connection, batch: Vec<AppendRequest>, head: &watch::Sender<u64>) {
+    tracing::trace!(requests = batch.len(), "sqlite group commit");
+    let (commits, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|request| (request.commit, request.reply)).unzip();
+    let outcomes = match write_batch(conn, &commits) {
+        Ok(Batch { outcomes, head: new_head }) => {
+            if let Some(new_head) = new_head {
+                head.send_replace(new_head);
+            }
+            outcomes
+        }
+        Err(e) => {
+            tracing::error!(error = %e, requests = commits.len(), "sqlite group commit failed");
+            commits.iter().map(|_| Err(AppendError::Store(e.clone()))).collect()
+        }
+    };
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        // The caller may have given up waiting; its commit stands all the same.
+        let _ = reply.send(outcome);
+    }
 }
 
 /// How one request of a batch went, before the batch commits.
@@ -323,7 +436,7 @@ impl EventStore for SqliteEventStore {
         let stopped = || AppendError::Store(StoreError::new("sqlite: the event writer has stopped"));
         let requests = self.requests.as_ref().ok_or_else(stopped)?;
         let (reply, outcome) = oneshot::channel();
-        requests.send(AppendRequest { commit, reply }).await.map_err(|_| stopped())?;
+        requests.send(Request::Append(AppendRequest { commit, reply })).await.map_err(|_| stopped())?;
         outcome.await.map_err(|_| stopped())?
     }
 

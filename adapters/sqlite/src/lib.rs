@@ -35,13 +35,18 @@
 //!   and keep growing across restarts.
 //! - **Data from disk is never trusted to decode**: a corrupt row is a
 //!   [`StoreError`] naming it, never a panic.
+//! - **Bounded idempotency records.** A record is deleted once past its
+//!   `expiresAt` (24 hours): on open, then every [`IDEMPOTENCY_PURGE_EVERY`] by the
+//!   writer thread, at most [`IDEMPOTENCY_PURGE_CHUNK`] rows per transaction (see
+//!   [`SqliteEventStore::purge_expired_idempotency`]). DynamoDB does the same with
+//!   its table's TTL.
 
 mod common;
 mod event_store;
 mod executions;
 mod read_store;
 
-pub use event_store::SqliteEventStore;
+pub use event_store::{SqliteEventStore, IDEMPOTENCY_PURGE_CHUNK, IDEMPOTENCY_PURGE_EVERY};
 pub use executions::SqliteExecutionStore;
 pub use read_store::SqliteReadStore;
 

@@ -3,6 +3,7 @@
 
 mod common;
 
+use chrono::{DateTime, Utc};
 use common::TempDir;
 use shared::conformance::{append, execution_store, idempotency, read_store};
 use shared::ports::*;
@@ -21,13 +22,59 @@ async fn close<T: Send + 'static>(store: T) {
         .unwrap();
 }
 
+/// A record made at `created_at`, kept the contract's 24 hours.
+fn made_at(key: &str, created_at: DateTime<Utc>) -> IdempotencyRecord {
+    IdempotencyRecord { created_at, expires_at: created_at + chrono::Duration::hours(24), ..idempotency("alice", key) }
+}
+
+#[tokio::test]
+async fn expired_idempotency_records_are_purged_and_live_ones_stay() {
+    let dir = TempDir::new();
+    let path = dir.path().join("events.db");
+    let now = Utc::now();
+    let expired = made_at("k-expired", now - chrono::Duration::hours(25));
+    let live = made_at("k-live", now - chrono::Duration::hours(23));
+    let store = SqliteEventStore::open(&path).unwrap();
+    for record in [&expired, &live] {
+        store.append(Commit { streams: vec![append(Uuid::now_v7(), 0, 1)], idempotency: Some(record.clone()) }).await.unwrap();
+    }
+    // Until a purge runs, an expired record is still honoured (at least 24 hours).
+    assert_eq!(store.idempotency("alice", "k-expired").await.unwrap(), Some(expired.clone()));
+
+    assert_eq!(store.purge_expired_idempotency(now).await.unwrap(), 1);
+    assert_eq!(store.idempotency("alice", "k-expired").await.unwrap(), None, "the expired record is gone");
+    assert_eq!(store.idempotency("alice", "k-live").await.unwrap(), Some(live.clone()), "the live one stays");
+    assert_eq!(store.purge_expired_idempotency(now).await.unwrap(), 0, "a second purge finds nothing");
+    // The expired key is free again; the live one is not.
+    let again = made_at("k-expired", now);
+    store.append(Commit { streams: vec![append(Uuid::now_v7(), 0, 1)], idempotency: Some(again.clone()) }).await.unwrap();
+    assert_eq!(store.idempotency("alice", "k-expired").await.unwrap(), Some(again.clone()));
+    let err = store.append(Commit { streams: vec![], idempotency: Some(made_at("k-live", now)) }).await.unwrap_err();
+    assert_eq!(err, AppendError::IdempotencyKeyUsed(Box::new(live.clone())));
+    // Records expired while the store was closed go when it opens again.
+    let stale = made_at("k-stale", now - chrono::Duration::days(30));
+    store.append(Commit { streams: vec![], idempotency: Some(stale.clone()) }).await.unwrap();
+    assert_eq!(store.idempotency("alice", "k-stale").await.unwrap(), Some(stale));
+    close(store).await;
+    let store = SqliteEventStore::open(&path).unwrap();
+    assert_eq!(store.idempotency("alice", "k-stale").await.unwrap(), None, "purged on open");
+    assert_eq!(store.idempotency("alice", "k-live").await.unwrap(), Some(live.clone()));
+    assert_eq!(store.idempotency("alice", "k-expired").await.unwrap(), Some(again));
+    // Expiry is to the instant: a day later, both remaining records have expired.
+    assert_eq!(store.purge_expired_idempotency(live.expires_at).await.unwrap(), 0, "not before expiresAt");
+    assert_eq!(store.purge_expired_idempotency(now + chrono::Duration::hours(25)).await.unwrap(), 2);
+    assert_eq!(store.idempotency("alice", "k-live").await.unwrap(), None);
+    close(store).await;
+}
+
 #[tokio::test]
 async fn reopening_keeps_events_idempotency_records_and_positions() {
     let dir = TempDir::new();
     let path = dir.path().join("events.db");
     let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
     let first = append(a, 0, 3);
-    let record = idempotency("alice", "k-reopen");
+    // Live: opening the store purges expired records.
+    let record = made_at("k-reopen", Utc::now());
 
     let store = SqliteEventStore::open(&path).unwrap();
     store.append(Commit { streams: vec![first.clone()], idempotency: Some(record.clone()) }).await.unwrap();
@@ -40,7 +87,7 @@ async fn reopening_keeps_events_idempotency_records_and_positions() {
     assert_eq!(store.load(&first.stream_id, 0).await.unwrap(), first.events);
     assert_eq!(store.load(&format!("wallet#{b}"), 0).await.unwrap().len(), 2);
     assert_eq!(store.idempotency("alice", "k-reopen").await.unwrap(), Some(record.clone()));
-    let err = store.append(Commit { streams: vec![append(a, 3, 1)], idempotency: Some(idempotency("alice", "k-reopen")) }).await.unwrap_err();
+    let err = store.append(Commit { streams: vec![append(a, 3, 1)], idempotency: Some(made_at("k-reopen", Utc::now())) }).await.unwrap_err();
     assert_eq!(err, AppendError::IdempotencyKeyUsed(Box::new(record)));
     let err = store.append(Commit { streams: vec![append(a, 2, 1)], idempotency: None }).await.unwrap_err();
     assert_eq!(err, AppendError::VersionConflict { stream_id: first.stream_id.clone() }, "versions survive too");

@@ -56,6 +56,11 @@ pub struct TransferView {
     pub currency: String,
     pub status: String,
     pub failure_reason: Option<String>,
+    /// On a `FAILED` transfer whose refund could not land on its source (closed
+    /// meanwhile): the amount held in suspense. Absent otherwise, and on views
+    /// stored before refunds could be suspended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_in_suspense: Option<Money>,
     pub version: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -2,7 +2,7 @@
 //! first) and insurance claims.
 
 use super::DocumentView;
-use crate::claim::{ClaimEvent, ClaimItem};
+use crate::claim::{ClaimEvent, ClaimItem, SuspendedRefund};
 use crate::envelope::EventEnvelope;
 use crate::insurance_claim::{InsuranceClaimEvent, InsuranceClaimStatus};
 use crate::money::Money;
@@ -27,9 +27,15 @@ pub struct ClaimView {
     pub coverage_percent: Option<u8>,
     /// `PENDING`, `APPROVED` or `REJECTED`.
     pub status: String,
-    /// How far the saga got (`submitted` … `pharmacy-credited`, `compensating`).
+    /// How far the saga got (`submitted` … `pharmacy-credited`, `compensating`,
+    /// `approved`, `rejected`; `refund-in-suspense` for a rejected claim with a
+    /// refund that could not land).
     pub stage: String,
     pub rejection_reason: Option<String>,
+    /// Refunds that could not land (a wallet closed meanwhile), held in suspense.
+    /// Empty otherwise, and on views stored before refunds could be suspended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refunds_in_suspense: Vec<SuspendedRefund>,
     pub items: Vec<ClaimItem>,
     pub submitted_by: String,
     /// The card's holder when the claim was filed (absent on older claims).
@@ -62,6 +68,7 @@ impl DocumentView for ClaimView {
                     status: "PENDING".into(),
                     stage: "submitted".into(),
                     rejection_reason: None,
+                    refunds_in_suspense: Vec::new(),
                     items: terms.items.clone(),
                     submitted_by: terms.submitted_by.clone(),
                     holder_id: terms.holder_id.clone(),
@@ -94,9 +101,11 @@ impl DocumentView for ClaimView {
                 view.rejection_reason = Some(reason.clone());
             }
             ClaimEvent::ClaimSponsorRefunded {} | ClaimEvent::ClaimCopaymentRefunded {} | ClaimEvent::ClaimReservationReleased {} => {}
+            ClaimEvent::ClaimRefundSuspended(suspended) => view.refunds_in_suspense.push(suspended.clone()),
             ClaimEvent::ClaimRejected { reason } => {
                 view.status = "REJECTED".into();
-                view.stage = "rejected".into();
+                // The stage is what an operator sees first: money that is on no wallet.
+                view.stage = if view.refunds_in_suspense.is_empty() { "rejected" } else { "refund-in-suspense" }.into();
                 view.rejection_reason = Some(reason.clone());
             }
         }

@@ -20,12 +20,16 @@
 //!
 //! The commit that rejects a claim also releases its prescription, so a prescription
 //! whose claim was rejected may be claimed again; an approved claim keeps it.
+//!
+//! A refund its wallet refuses (closed since it was debited) can never land, so the
+//! compensation does not retry it: the refund is recorded in suspense on the claim
+//! and compensation goes on, so the claim still ends `REJECTED`.
 
 use super::asl;
 pub use super::steps::{LocalSteps, SagaStarter, StepError, StepOutcome};
 use super::steps::{SagaSteps, Trigger};
 use crate::aggregate::Aggregate;
-use crate::claim::{price, Claim, ClaimCommand, ClaimEvent, ClaimOutcome, ClaimStep, Compensation, Pricing, StartedClaim};
+use crate::claim::{price, Claim, ClaimCommand, ClaimEvent, ClaimOutcome, ClaimStep, Compensation, Pricing, Refund, StartedClaim};
 use crate::command::{CommandContext, CommandError, CommandService, Failure, UnitOfWork};
 use crate::envelope::{stream_id, EventEnvelope};
 use crate::error::DomainError;
@@ -135,7 +139,8 @@ impl ClaimSteps {
 
     /// Undoes the newest step still done, together with the claim event recording it:
     /// refunds the sponsor, else refunds the copayment, else releases the reservation
-    /// (which rejects the claim). Refunds land even on a wallet suspended meanwhile.
+    /// (which rejects the claim). Refunds land even on a wallet suspended meanwhile;
+    /// one its wallet refuses (closed meanwhile) is recorded in suspense instead.
     /// A claim whose step kept failing is failed `INTERNAL` first (rejected at once
     /// if nothing was reserved yet). A decided claim is left as it is. The outcome
     /// is `PENDING` while something is left to undo: the state machine runs it again.
@@ -157,12 +162,18 @@ impl ClaimSteps {
                 let card = card_of(uow, &claim).await?;
                 let next = match undo {
                     Compensation::RefundSponsor => {
-                        Move::refund(&claim, &card, pricing.priced.covered, "coverage").run(uow, card.terms.sponsor_wallet_id).await??;
-                        ClaimCommand::RecordSponsorRefunded
+                        let wallet_id = card.terms.sponsor_wallet_id;
+                        match Move::refund(&claim, &card, pricing.priced.covered, "coverage").run(uow, wallet_id).await? {
+                            Ok(()) => ClaimCommand::RecordSponsorRefunded,
+                            Err(refusal) => suspend(&claim, Refund::Sponsor, wallet_id, &refusal),
+                        }
                     }
                     Compensation::RefundCopayment => {
-                        Move::refund(&claim, &card, pricing.priced.copayment, "copayment").run(uow, claim.terms.patient_wallet_id).await??;
-                        ClaimCommand::RecordCopaymentRefunded
+                        let wallet_id = claim.terms.patient_wallet_id;
+                        match Move::refund(&claim, &card, pricing.priced.copayment, "copayment").run(uow, wallet_id).await? {
+                            Ok(()) => ClaimCommand::RecordCopaymentRefunded,
+                            Err(refusal) => suspend(&claim, Refund::Copayment, wallet_id, &refusal),
+                        }
                     }
                     Compensation::ReleaseReservation => {
                         uow.handle::<MedCard>(claim.terms.medcard_id, &MedCardCommand::ReleaseReservation { claim_id: id }).await?;
@@ -341,6 +352,14 @@ impl Move {
             Err(refusal) => Ok(Err(refusal)),
         }
     }
+}
+
+/// A refund `wallet_id` refused goes to suspense. The wallet was loaded to decide
+/// the refund, so the commit checks its version: the refusal never rests on a
+/// stale copy.
+fn suspend(claim: &StartedClaim, refund: Refund, wallet_id: Uuid, refusal: &DomainError) -> ClaimCommand {
+    tracing::warn!(claim = %claim.terms.claim_id, wallet = %wallet_id, ?refund, %refusal, "a wallet refused a claim's refund: the amount is held in suspense");
+    ClaimCommand::RecordRefundSuspended { refund, wallet_id, reason: refusal.code().into() }
 }
 
 /// The claim fails with the refusal's contract code.
@@ -939,6 +958,104 @@ mod tests {
             ])
         );
         assert_eq!(f.card_state().await.remaining(f.month()).minor(), egp(1_000));
+    }
+
+    #[tokio::test]
+    async fn refunds_to_wallets_closed_meanwhile_go_to_suspense_and_the_claim_ends_rejected() {
+        // The patient has exactly the copayment and the sponsor exactly the cover, so
+        // both are empty, and may close, once debited; the pharmacy's wallet is closed.
+        let f = Fixture::with(Setup { patient_balance: egp(80), sponsor_balance: egp(320), ..Setup::default() }).await;
+        let closed = f.wallet(0, true).await;
+        f.run::<Wallet>(closed, WalletCommand::Close { reason: None }).await;
+        let input = f.submit(ClaimTerms { pharmacy_wallet_id: closed, ..f.terms(prescription_items()) }).await;
+        for step in ["claim-price", "claim-reserve-coverage", "claim-debit-copayment", "claim-debit-sponsor"] {
+            assert!(f.steps.run_step(step, &input).await.unwrap().accepted, "{step}");
+        }
+        assert_eq!(f.balances().await, (0, 0, 0));
+        // Both wallets close while the claim is in flight.
+        f.run::<Wallet>(f.patient, WalletCommand::Close { reason: None }).await;
+        f.run::<Wallet>(f.sponsor, WalletCommand::Close { reason: None }).await;
+        // The whole saga (the real ASL) ends instead of retrying refunds that can never land.
+        let output = f.saga(&input).await;
+        assert_eq!(output["pharmacy"], outcome("PENDING", false, Some("WALLET_NOT_ACTIVE")));
+        assert_eq!(output["compensation"], outcome("REJECTED", false, Some("WALLET_NOT_ACTIVE")));
+        assert_eq!(
+            f.claim_events(&input).await,
+            events(&[
+                "ClaimPriced",
+                "ClaimCoverageReserved",
+                "ClaimCopaymentDebited",
+                "ClaimSponsorDebited",
+                "ClaimStepFailed",
+                "ClaimRefundSuspended",
+                "ClaimRefundSuspended",
+                "ClaimReservationReleased",
+                "ClaimRejected",
+            ])
+        );
+        let claim = f.claim_state(&input).await;
+        assert_eq!((claim.outcome.status(), claim.failure_reason.as_deref()), ("REJECTED", Some("WALLET_NOT_ACTIVE")));
+        let in_suspense: Vec<_> = claim.refunds_in_suspense.iter().map(|r| (r.refund, r.wallet_id, r.amount.minor(), r.reason.as_str())).collect();
+        assert_eq!(in_suspense, [(Refund::Sponsor, f.sponsor, egp(320), "WALLET_NOT_ACTIVE"), (Refund::Copayment, f.patient, egp(80), "WALLET_NOT_ACTIVE")]);
+        // The 400 is on no wallet, but accounted for on the claim; the limit is given back.
+        assert_eq!(f.balances().await, (0, 0, 0));
+        assert_eq!(f.card_state().await.remaining(f.month()).minor(), egp(1_000));
+        assert!(f.prescription_free(&input).await);
+        // The claim view shows it.
+        let stored = f.commands.store().load(&stream_id(Claim::TYPE, input.claim_id), 0).await.unwrap();
+        let mut view = None;
+        for envelope in &stored {
+            view = <crate::projection::claim::ClaimView as crate::projection::DocumentView>::next(view, envelope, &envelope.decode().unwrap());
+        }
+        let view = view.unwrap();
+        assert_eq!((view.status.as_str(), view.stage.as_str()), ("REJECTED", "refund-in-suspense"));
+        assert_eq!(view.refunds_in_suspense, claim.refunds_in_suspense);
+        let mut stored_view = serde_json::to_value(&view).unwrap();
+        assert_eq!(
+            stored_view["refundsInSuspense"][1],
+            json!({"refund": "copayment", "walletId": f.patient, "amount": egp(80), "reason": "WALLET_NOT_ACTIVE"})
+        );
+        stored_view.as_object_mut().unwrap().remove("refundsInSuspense");
+        let older: crate::projection::claim::ClaimView = serde_json::from_value(stored_view).unwrap();
+        assert!(older.refunds_in_suspense.is_empty(), "a view stored before refunds could be suspended still reads");
+        // Compensating again changes nothing.
+        let count = f.event_count(&[&input]).await;
+        for _ in 0..2 {
+            assert_eq!(
+                f.steps.compensate(&input).await.unwrap(),
+                StepOutcome { accepted: false, status: "REJECTED".into(), reason: Some("WALLET_NOT_ACTIVE".into()) }
+            );
+        }
+        assert_eq!(f.event_count(&[&input]).await, count);
+    }
+
+    #[tokio::test]
+    async fn only_the_refund_that_cannot_land_goes_to_suspense() {
+        // The patient closes; the sponsor is still there and gets its refund.
+        let f = Fixture::with(Setup { patient_balance: egp(80), ..Setup::default() }).await;
+        let sponsor_before = f.balance(f.sponsor).await;
+        let input = f.claim().await;
+        for step in ["claim-price", "claim-reserve-coverage", "claim-debit-copayment", "claim-debit-sponsor"] {
+            f.steps.run_step(step, &input).await.unwrap();
+        }
+        f.run::<Wallet>(f.patient, WalletCommand::Close { reason: None }).await;
+        // The pharmacy credit never got through: the Catch sends the claim to compensation.
+        let mut statuses = vec![];
+        loop {
+            let status = f.steps.compensate(&input).await.unwrap().status;
+            statuses.push(status.clone());
+            if status != "PENDING" {
+                break;
+            }
+        }
+        assert_eq!(statuses, ["PENDING", "PENDING", "REJECTED"]);
+        assert_eq!(f.balance(f.sponsor).await, sponsor_before, "the sponsor got its cover back");
+        let claim = f.claim_state(&input).await;
+        assert_eq!(claim.failure_reason.as_deref(), Some("INTERNAL"));
+        let in_suspense: Vec<_> = claim.refunds_in_suspense.iter().map(|r| (r.refund, r.amount.minor())).collect();
+        assert_eq!(in_suspense, [(Refund::Copayment, egp(80))]);
+        let events = f.claim_events(&input).await;
+        assert_eq!(events[5..], ["ClaimStepFailed", "ClaimSponsorRefunded", "ClaimRefundSuspended", "ClaimReservationReleased", "ClaimRejected"]);
     }
 
     #[tokio::test]

@@ -126,6 +126,11 @@ impl TransferSteps {
     /// failing. Whatever was taken from the source goes back to it (even if it has
     /// been suspended since), and the transfer ends `FAILED`. A transfer that did
     /// complete or fail already is left as it is.
+    ///
+    /// If the source refuses the refund (it was closed meanwhile), trying again
+    /// could never succeed: the amount goes to suspense on the transfer
+    /// (`TransferRefundSuspended`) and the transfer ends `FAILED` all the same, so
+    /// the saga always ends and the money is accounted for.
     pub async fn compensate(&self, input: &StepInput) -> Result<StepOutcome, StepError> {
         let id = input.transfer_id;
         let outcome = self
@@ -153,8 +158,20 @@ impl TransferSteps {
                     description: Some(format!("Refund of transfer {id}: {}", transfer.failure_reason.as_deref().unwrap_or("INTERNAL"))),
                     currency: Some(terms.currency.clone()),
                 });
-                uow.handle::<Wallet>(terms.source_wallet_id, &refund).await?;
-                Ok(outcome_of(&started(uow.handle::<Transfer>(id, &TransferCommand::RecordSourceRefunded).await?)))
+                // Loaded, so the commit checks the source's version: a refusal recorded
+                // as suspense never rests on a stale copy of the wallet.
+                let source: Wallet = uow.load(terms.source_wallet_id).await?;
+                let next = match source.decide(&refund) {
+                    Ok(events) => {
+                        uow.record::<Wallet>(terms.source_wallet_id, events);
+                        TransferCommand::RecordSourceRefunded
+                    }
+                    Err(refusal) => {
+                        tracing::warn!(transfer = %id, wallet = %terms.source_wallet_id, amount = %terms.amount, %refusal, "the source refused a transfer's refund: the amount is held in suspense");
+                        TransferCommand::RecordRefundSuspended { reason: refusal.code().into() }
+                    }
+                };
+                Ok(outcome_of(&started(uow.handle::<Transfer>(id, &next).await?)))
             })
             .await?;
         Ok(outcome)
@@ -293,6 +310,26 @@ mod tests {
             assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
             done.input
         }
+
+        async fn transfer_state(&self, input: &StepInput) -> StartedTransfer {
+            let events = self.commands.store().load(&crate::envelope::stream_id("transfer", input.transfer_id), 0).await.unwrap();
+            events.iter().fold(Transfer::default(), |t, e| t.apply(&e.decode().unwrap())).started().unwrap().clone()
+        }
+
+        async fn transfer_events(&self, input: &StepInput) -> Vec<String> {
+            let events = self.commands.store().load(&crate::envelope::stream_id("transfer", input.transfer_id), 0).await.unwrap();
+            events.into_iter().map(|e| e.event_type).collect()
+        }
+
+        /// The transfer's read model, projected from its events.
+        async fn transfer_view(&self, input: &StepInput) -> crate::ports::TransferView {
+            let events = self.commands.store().load(&crate::envelope::stream_id("transfer", input.transfer_id), 0).await.unwrap();
+            let mut view = None;
+            for envelope in &events {
+                view = crate::projection::transfer::next_view(view, envelope, &envelope.decode().unwrap());
+            }
+            view.unwrap()
+        }
     }
 
     #[tokio::test]
@@ -354,6 +391,58 @@ mod tests {
         assert_eq!(f.balance(a).await, 10_000);
         assert_eq!(f.steps.compensate(&input).await.unwrap().status, "FAILED", "and only once");
         assert_eq!(f.balance(a).await, 10_000);
+    }
+
+    #[tokio::test]
+    async fn a_source_closed_between_debit_and_compensation_leaves_the_refund_in_suspense_and_the_transfer_failed() {
+        let f = Fixture::new();
+        // The destination is pending, so the credit will be refused.
+        let (a, pending) = (f.wallet(2_550, true).await, f.wallet(0, false).await);
+        let input = f.transfer(a, pending, 2_550).await;
+        assert!(f.steps.debit_source(&input).await.unwrap().accepted);
+        // Debited to zero, the source may close while the transfer is in flight.
+        f.run(WalletCommand::Close { reason: Some("moving banks".into()) }, a).await;
+        // The whole saga (the real ASL) runs to its end instead of retrying a refund that can never land.
+        let output = f.saga(&input).await;
+        assert_eq!(output["credit"], serde_json::json!({"accepted": false, "status": "PENDING", "reason": "WALLET_NOT_ACTIVE"}));
+        assert_eq!(output["compensation"], serde_json::json!({"accepted": false, "status": "FAILED", "reason": "WALLET_NOT_ACTIVE"}));
+        assert_eq!((f.balance(a).await, f.balance(pending).await), (0, 0), "the money is on neither wallet…");
+        let t = f.transfer_state(&input).await;
+        assert_eq!(
+            t.refund_in_suspense,
+            Some(crate::transfer::RefundInSuspense { amount: Money::from_minor(2_550), reason: "WALLET_NOT_ACTIVE".into() }),
+            "…but held in suspense on the transfer"
+        );
+        let view = f.transfer_view(&input).await;
+        assert_eq!(
+            (view.status.as_str(), view.failure_reason.as_deref(), view.refund_in_suspense),
+            ("FAILED", Some("WALLET_NOT_ACTIVE"), Some(Money::from_minor(2_550)))
+        );
+        // Running the compensation again changes nothing.
+        let events = f.transfer_events(&input).await;
+        assert_eq!(events[events.len() - 2..], ["TransferRefundSuspended", "TransferFailed"]);
+        for _ in 0..2 {
+            let again = f.steps.compensate(&input).await.unwrap();
+            assert_eq!((again.status.as_str(), again.reason.as_deref()), ("FAILED", Some("WALLET_NOT_ACTIVE")));
+        }
+        assert_eq!(f.transfer_events(&input).await, events);
+        assert_eq!(f.balance(a).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_compensation_after_a_step_that_kept_failing_also_suspends_a_refund_the_closed_source_refuses() {
+        let f = Fixture::new();
+        let (a, b) = (f.wallet(1_000, true).await, f.wallet(0, true).await);
+        let input = f.transfer(a, b, 1_000).await;
+        f.steps.debit_source(&input).await.unwrap();
+        f.run(WalletCommand::Close { reason: None }, a).await;
+        // The credit step never got through: compensate from SourceDebited.
+        let outcome = f.steps.compensate(&input).await.unwrap();
+        assert_eq!((outcome.status.as_str(), outcome.reason.as_deref()), ("FAILED", Some("INTERNAL")));
+        let t = f.transfer_state(&input).await;
+        assert_eq!(t.refund_in_suspense.map(|r| (r.amount.minor(), r.reason)), Some((1_000, "WALLET_NOT_ACTIVE".to_string())));
+        assert_eq!(f.steps.compensate(&input).await.unwrap(), outcome, "and only once");
+        assert_eq!((f.balance(a).await, f.balance(b).await), (0, 0));
     }
 
     #[tokio::test]

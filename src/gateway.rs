@@ -29,49 +29,63 @@ impl Gateway {
         request: Request,
     ) -> axum::response::Response {
         let (parts, body) = request.into_parts();
-        let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
-        // A body over the limit (announced or not) is refused, never cut short.
-        let (body, too_large) = match axum::body::to_bytes(body, MAX_BODY).await {
-            Ok(bytes) => (to_lambda_body(bytes), false),
-            Err(_) => (Body::Empty, true),
-        };
         let mut context = ApiGatewayProxyRequestContext::default();
         context.http_method = parts.method.clone();
         context.resource_path = Some(route.path().to_string());
         context.path = Some(parts.uri.path().to_string());
         context.stage = Some("local".into());
         context.request_id = Some(uuid::Uuid::now_v7().to_string());
-        let rejection = if route.needs_caller() {
-            match self.verifier.verify_header(authorization.as_deref()) {
-                Ok(caller) => {
-                    context.authorizer.fields = api::auth::context_fields(&caller);
-                    None
+        // The token first, as API Gateway's authorizer: a request without a valid one is
+        // refused without reading (or waiting for) its body.
+        if route.needs_caller() {
+            let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
+            match self.verifier.verify_header(authorization) {
+                Ok(caller) => context.authorizer.fields = api::auth::context_fields(&caller),
+                Err(error) => {
+                    drop(body);
+                    let request = proxy_request(parts, Body::Empty, params, query, context);
+                    return to_axum(api::reject(&self.app, route, request, error));
                 }
-                Err(e) => Some(e),
             }
-        } else {
-            None
+        }
+        // A body over the limit (announced or not) is refused, never cut short.
+        let (body, refusal) = match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(bytes) => (to_lambda_body(bytes), None),
+            Err(_) => (Body::Empty, Some(api::error::ApiError::validation(format!("request body larger than {MAX_BODY} bytes")))),
         };
-        let query: HashMap<String, Vec<String>> =
-            query.0.map(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(&q).unwrap_or_default()).unwrap_or_default().into_iter().fold(
-                HashMap::new(),
-                |mut map, (k, v)| {
-                    map.entry(k).or_default().push(v);
-                    map
-                },
-            );
-        let request = lambda_http::http::Request::from_parts(parts, body)
-            .with_path_parameters(params.map(|p| p.0).unwrap_or_default())
-            .with_query_string_parameters(query)
-            .with_request_context(RequestContext::ApiGatewayV1(context));
-        let response = match (rejection, too_large) {
-            (_, true) => api::reject(&self.app, route, request, api::error::ApiError::validation(format!("request body larger than {MAX_BODY} bytes"))),
-            (Some(error), _) => api::reject(&self.app, route, request, error),
-            (None, false) => api::handle(&self.app, route, request).await,
-        };
-        let (parts, body) = response.into_parts();
-        axum::response::Response::from_parts(parts, axum::body::Body::from(body.to_vec()))
+        let request = proxy_request(parts, body, params, query, context);
+        match refusal {
+            Some(error) => to_axum(api::reject(&self.app, route, request, error)),
+            None => to_axum(api::handle(&self.app, route, request).await),
+        }
     }
+}
+
+/// The request as a REST API proxy integration hands it to a function.
+fn proxy_request(
+    parts: axum::http::request::Parts,
+    body: Body,
+    params: Option<Path<HashMap<String, String>>>,
+    query: RawQuery,
+    context: ApiGatewayProxyRequestContext,
+) -> lambda_http::Request {
+    let query: HashMap<String, Vec<String>> =
+        query.0.map(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(&q).unwrap_or_default()).unwrap_or_default().into_iter().fold(
+            HashMap::new(),
+            |mut map, (k, v)| {
+                map.entry(k).or_default().push(v);
+                map
+            },
+        );
+    lambda_http::http::Request::from_parts(parts, body)
+        .with_path_parameters(params.map(|p| p.0).unwrap_or_default())
+        .with_query_string_parameters(query)
+        .with_request_context(RequestContext::ApiGatewayV1(context))
+}
+
+fn to_axum(response: lambda_http::Response<Body>) -> axum::response::Response {
+    let (parts, body) = response.into_parts();
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body.to_vec()))
 }
 
 fn to_lambda_body(bytes: Bytes) -> Body {

@@ -11,6 +11,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, RequestExt};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Largest request body accepted (API Gateway's own limit is 10 MB; ours are small JSON).
 pub const MAX_BODY: usize = 1 << 20;
@@ -18,6 +19,8 @@ pub const MAX_BODY: usize = 1 << 20;
 pub struct Gateway {
     pub app: App,
     pub verifier: TokenVerifier,
+    /// How long a request's whole body may take to arrive (`--body-timeout-seconds`).
+    pub body_timeout: Duration,
 }
 
 impl Gateway {
@@ -48,13 +51,23 @@ impl Gateway {
                 }
             }
         }
-        // A body over the limit (announced or not) is refused, never cut short.
-        let (body, refusal) = match axum::body::to_bytes(body, MAX_BODY).await {
-            Ok(bytes) => (to_lambda_body(bytes), None),
-            Err(_) => (Body::Empty, Some(api::error::ApiError::validation(format!("request body larger than {MAX_BODY} bytes")))),
+        // A body over the limit (announced or not) is refused, never cut short; one
+        // still arriving at the deadline is 408 (and the connection closes, its body unread).
+        let (body, refusal) = match tokio::time::timeout(self.body_timeout, axum::body::to_bytes(body, MAX_BODY)).await {
+            Ok(Ok(bytes)) => (to_lambda_body(bytes), None),
+            Ok(Err(_)) => (Body::Empty, Some(api::error::ApiError::validation(format!("request body larger than {MAX_BODY} bytes")))),
+            Err(_) => (
+                Body::Empty,
+                Some(api::error::ApiError::new(408, "REQUEST_TIMEOUT", format!("the request body did not arrive within {} s", self.body_timeout.as_secs()))),
+            ),
         };
         let request = proxy_request(parts, body, params, query, context);
         match refusal {
+            Some(error) if error.status == 408 => {
+                let mut response = to_axum(api::reject(&self.app, route, request, error));
+                response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+                response
+            }
             Some(error) => to_axum(api::reject(&self.app, route, request, error)),
             None => to_axum(api::handle(&self.app, route, request).await),
         }

@@ -11,6 +11,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, RequestExt};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Largest request body accepted (API Gateway's own limit is 10 MB; ours are small JSON).
 pub const MAX_BODY: usize = 1 << 20;
@@ -18,6 +19,8 @@ pub const MAX_BODY: usize = 1 << 20;
 pub struct Gateway {
     pub app: App,
     pub verifier: TokenVerifier,
+    /// How long a request's whole body may take to arrive (`--body-timeout-seconds`).
+    pub body_timeout: Duration,
 }
 
 impl Gateway {
@@ -29,49 +32,73 @@ impl Gateway {
         request: Request,
     ) -> axum::response::Response {
         let (parts, body) = request.into_parts();
-        let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
-        // A body over the limit (announced or not) is refused, never cut short.
-        let (body, too_large) = match axum::body::to_bytes(body, MAX_BODY).await {
-            Ok(bytes) => (to_lambda_body(bytes), false),
-            Err(_) => (Body::Empty, true),
-        };
         let mut context = ApiGatewayProxyRequestContext::default();
         context.http_method = parts.method.clone();
         context.resource_path = Some(route.path().to_string());
         context.path = Some(parts.uri.path().to_string());
         context.stage = Some("local".into());
         context.request_id = Some(uuid::Uuid::now_v7().to_string());
-        let rejection = if route.needs_caller() {
-            match self.verifier.verify_header(authorization.as_deref()) {
-                Ok(caller) => {
-                    context.authorizer.fields = api::auth::context_fields(&caller);
-                    None
+        // The token first, as API Gateway's authorizer: a request without a valid one is
+        // refused without reading (or waiting for) its body.
+        if route.needs_caller() {
+            let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
+            match self.verifier.verify_header(authorization) {
+                Ok(caller) => context.authorizer.fields = api::auth::context_fields(&caller),
+                Err(error) => {
+                    drop(body);
+                    let request = proxy_request(parts, Body::Empty, params, query, context);
+                    return to_axum(api::reject(&self.app, route, request, error));
                 }
-                Err(e) => Some(e),
             }
-        } else {
-            None
+        }
+        // A body over the limit (announced or not) is refused, never cut short; one
+        // still arriving at the deadline is 408 (and the connection closes, its body unread).
+        let (body, refusal) = match tokio::time::timeout(self.body_timeout, axum::body::to_bytes(body, MAX_BODY)).await {
+            Ok(Ok(bytes)) => (to_lambda_body(bytes), None),
+            Ok(Err(_)) => (Body::Empty, Some(api::error::ApiError::validation(format!("request body larger than {MAX_BODY} bytes")))),
+            Err(_) => (
+                Body::Empty,
+                Some(api::error::ApiError::new(408, "REQUEST_TIMEOUT", format!("the request body did not arrive within {} s", self.body_timeout.as_secs()))),
+            ),
         };
-        let query: HashMap<String, Vec<String>> =
-            query.0.map(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(&q).unwrap_or_default()).unwrap_or_default().into_iter().fold(
-                HashMap::new(),
-                |mut map, (k, v)| {
-                    map.entry(k).or_default().push(v);
-                    map
-                },
-            );
-        let request = lambda_http::http::Request::from_parts(parts, body)
-            .with_path_parameters(params.map(|p| p.0).unwrap_or_default())
-            .with_query_string_parameters(query)
-            .with_request_context(RequestContext::ApiGatewayV1(context));
-        let response = match (rejection, too_large) {
-            (_, true) => api::reject(&self.app, route, request, api::error::ApiError::validation(format!("request body larger than {MAX_BODY} bytes"))),
-            (Some(error), _) => api::reject(&self.app, route, request, error),
-            (None, false) => api::handle(&self.app, route, request).await,
-        };
-        let (parts, body) = response.into_parts();
-        axum::response::Response::from_parts(parts, axum::body::Body::from(body.to_vec()))
+        let request = proxy_request(parts, body, params, query, context);
+        match refusal {
+            Some(error) if error.status == 408 => {
+                let mut response = to_axum(api::reject(&self.app, route, request, error));
+                response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+                response
+            }
+            Some(error) => to_axum(api::reject(&self.app, route, request, error)),
+            None => to_axum(api::handle(&self.app, route, request).await),
+        }
     }
+}
+
+/// The request as a REST API proxy integration hands it to a function.
+fn proxy_request(
+    parts: axum::http::request::Parts,
+    body: Body,
+    params: Option<Path<HashMap<String, String>>>,
+    query: RawQuery,
+    context: ApiGatewayProxyRequestContext,
+) -> lambda_http::Request {
+    let query: HashMap<String, Vec<String>> =
+        query.0.map(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(&q).unwrap_or_default()).unwrap_or_default().into_iter().fold(
+            HashMap::new(),
+            |mut map, (k, v)| {
+                map.entry(k).or_default().push(v);
+                map
+            },
+        );
+    lambda_http::http::Request::from_parts(parts, body)
+        .with_path_parameters(params.map(|p| p.0).unwrap_or_default())
+        .with_query_string_parameters(query)
+        .with_request_context(RequestContext::ApiGatewayV1(context))
+}
+
+fn to_axum(response: lambda_http::Response<Body>) -> axum::response::Response {
+    let (parts, body) = response.into_parts();
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body.to_vec()))
 }
 
 fn to_lambda_body(bytes: Bytes) -> Body {

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 pub const DEFAULT_DATA_DIR: &str = "./.healthpay";
 
@@ -61,6 +61,19 @@ pub struct ServeArgs {
     /// How often the server expires the authorisations past their expiry.
     #[arg(long, default_value_t = 30, env = "HEALTHPAY_PAYMENT_EXPIRY_SWEEP_SECONDS")]
     pub payment_expiry_sweep_seconds: u64,
+    /// How long a client has to send a request's headers (from the connection's start,
+    /// or from the previous answer on a kept-alive connection); past it the connection
+    /// is closed.
+    #[arg(long, default_value_t = 10, env = "HEALTHPAY_HEADER_TIMEOUT_SECONDS")]
+    pub header_timeout_seconds: u64,
+    /// How long a client has to send a request's whole body once its headers are in;
+    /// past it the request is answered 408 and the connection closed.
+    #[arg(long, default_value_t = 10, env = "HEALTHPAY_BODY_TIMEOUT_SECONDS")]
+    pub body_timeout_seconds: u64,
+    /// The most connections served at once; further ones wait, unaccepted, for a free
+    /// slot (in the listen backlog).
+    #[arg(long, default_value_t = 1024, env = "HEALTHPAY_MAX_CONNECTIONS")]
+    pub max_connections: usize,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +198,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     if !(1..=24 * 3600).contains(&args.payment_expiry_sweep_seconds) {
         return Err("--payment-expiry-sweep-seconds must be from 1 to 86400".into());
     }
+    for (flag, seconds) in [("--header-timeout-seconds", args.header_timeout_seconds), ("--body-timeout-seconds", args.body_timeout_seconds)] {
+        if !(1..=3600).contains(&seconds) {
+            return Err(format!("{flag} must be from 1 to 3600"));
+        }
+    }
+    if !(1..=Semaphore::MAX_PERMITS).contains(&args.max_connections) {
+        return Err("--max-connections must be at least 1".into());
+    }
     // Listen first: a second server on a busy port stops here, before it opens the
     // stores or starts a feed consumer.
     let address: SocketAddr = format!("{}:{}", args.host, args.port).parse().map_err(|e| format!("bad --host/--port: {e}"))?;
@@ -247,12 +268,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let gateway = Arc::new(Gateway {
         app: App::new(commands, stores.read.clone(), metrics.clone(), health, payment_expiry),
         verifier: api::auth::TokenVerifier::new(&secret),
+        body_timeout: Duration::from_secs(args.body_timeout_seconds),
     });
     let router = router(gateway, metrics);
     tracing::info!(address = %listener.local_addr().map_err(|e| e.to_string())?, backend = stores.kind, data_dir = %args.data_dir.display(), "healthpay is serving");
 
     // In-flight requests finish before we stop: an acknowledged command is committed.
-    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.map_err(|e| format!("server error: {e}"))?;
+    serve_http(listener, router, Duration::from_secs(args.header_timeout_seconds), args.max_connections, shutdown_signal()).await;
     tracing::info!("shutting down: stopping feed consumers");
     stop.send_replace(true);
     for task in feed_tasks {
@@ -261,6 +283,62 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let _ = tokio::time::timeout(Duration::from_secs(5), expiry_sweeper).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves HTTP/1 on `listener` until `shutdown` completes, then lets the requests in
+/// flight finish (idle connections are closed) and returns.
+///
+/// `axum::serve` has no knobs for hostile clients, hence this accept loop: a client
+/// gets `header_timeout` to send each request's headers (hyper's header read timeout;
+/// it also ends kept-alive connections left idle that long), and at most
+/// `max_connections` connections are served at once: the loop accepts only while it
+/// holds a free slot, so further connections wait in the kernel's listen backlog
+/// instead of taking file descriptors and tasks. (Bodies have their own deadline, in
+/// the gateway.)
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    header_timeout: Duration,
+    max_connections: usize,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the connection semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // A connection reset before we took it is the client's business; anything
+                    // else (out of file descriptors…) is ours: back off rather than spin.
+                    if !matches!(e.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset) {
+                        tracing::warn!(error = %e, "cannot accept a connection; retrying shortly");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let connection = connections.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                // Header timeouts, clients gone mid-request: theirs to worry about.
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
 }
 
 /// Every `every`, expires the payment authorisations past their expiry and releases

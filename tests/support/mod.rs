@@ -90,6 +90,16 @@ impl Server {
         panic!("server on {} did not become healthy", self.base);
     }
 
+    /// The port the server listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no chance to flush or finish anything. (Reaped on restart or drop.)
     pub fn sigkill(&self) {
         Command::new("kill").args(["-KILL", &self.child.id().to_string()]).status().unwrap();

@@ -108,6 +108,12 @@ fn claim_json(claim: &ClaimView) -> Value {
         "status": claim.status,
         "stage": claim.stage,
         "rejectionReason": claim.rejection_reason,
+        "refundsInSuspense": claim.refunds_in_suspense.iter().map(|r| json!({
+            "refund": r.refund,
+            "walletId": r.wallet_id,
+            "amount": r.amount.to_json_number(),
+            "reason": r.reason,
+        })).collect::<Vec<_>>(),
         "items": claim.items.iter().map(|i| json!({
             "drugCode": i.drug_code,
             "drugName": i.drug_name,

@@ -137,6 +137,11 @@ fn transfer_json(view: &TransferView) -> Value {
     if let Some(reason) = &view.failure_reason {
         body["failureReason"] = json!(reason);
     }
+    // The refund of a failed transfer that its source refused (closed meanwhile):
+    // money on no wallet, for an operator to settle.
+    if let Some(amount) = view.refund_in_suspense {
+        body["refundInSuspense"] = amount.to_json_number();
+    }
     body
 }
 

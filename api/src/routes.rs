@@ -1,197 +1,135 @@
-//! The contract's routes: one table, served by the local server and deployed as one
-//! Lambda function per route by `template.yaml`.
+//! The contract's routes, each declared once: method, path, name (metrics, logs, the
+//! Lambda function's binary), who may call it, and its handler. The dispatch, the
+//! local server's router, the function list that `template.yaml` is checked
+//! against and the authorization matrix test are all derived from this table.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Route {
-    CreateWallet,
-    ActivateWallet,
-    SuspendWallet,
-    CloseWallet,
-    CreditWallet,
-    DebitWallet,
-    CreateTransfer,
-    GetWallet,
-    ListTransactions,
-    GetBalance,
-    MyWallets,
-    GetTransfer,
-    AuthorizePayment,
-    CapturePayment,
-    VoidPayment,
-    RefundPayment,
-    GetPayment,
-    IssueMedCard,
-    ActivateMedCard,
-    SuspendMedCard,
-    ExpireMedCard,
-    AddBeneficiary,
-    RemoveBeneficiary,
-    ChangeMedCardLimit,
-    GetMedCard,
-    MedCardSpend,
-    MedCardClaims,
-    SubmitPrescriptionClaim,
-    GetClaim,
-    PharmacyClaims,
-    MyClaims,
-    SubmitInsuranceClaim,
-    ApproveInsuranceClaim,
-    RejectInsuranceClaim,
-    GetInsuranceClaim,
-    Health,
+use crate::auth::Role;
+use crate::error::ApiError;
+use crate::http::Incoming;
+use crate::{claims, medcards, payments, queries, transfers, wallets, App};
+use shared::ports::StoredResponse;
+
+/// Who may call a route. The application layer decides each case (`shared::app`);
+/// this is the route's promise, which the authorization matrix test holds it to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token needed.
+    Public,
+    /// Any authenticated caller, acting on what is its own (its new wallet, its lists).
+    Caller,
+    /// The party the route names — the wallet's owner, the payment's merchant, the
+    /// card's sponsoring insurer, … as its handler says — or `admin`.
+    Party,
+    /// The party, which must also hold the role, or `admin`.
+    PartyWithRole(Role),
+    /// `admin` only.
+    Admin,
+}
+
+macro_rules! routes {
+    ($( $(#[$doc:meta])* $variant:ident: $method:ident $path:literal, $name:literal, $access:expr => $handler:path; )*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Route {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Route {
+            pub const ALL: &[Route] = &[ $( Route::$variant, )* ];
+
+            pub fn method(self) -> &'static str {
+                match self { $( Route::$variant => stringify!($method), )* }
+            }
+
+            /// The path template, in API Gateway's (and axum's) `{param}` syntax.
+            pub fn path(self) -> &'static str {
+                match self { $( Route::$variant => $path, )* }
+            }
+
+            /// The name in metrics and logs (`wallet.debit`); its function's binary is
+            /// the name with dashes (`wallet-debit`).
+            pub fn name(self) -> &'static str {
+                match self { $( Route::$variant => $name, )* }
+            }
+
+            pub fn access(self) -> Access {
+                match self { $( Route::$variant => $access, )* }
+            }
+        }
+
+        /// Runs the route's handler.
+        pub(crate) async fn dispatch(app: &App, route: Route, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
+            match route { $( Route::$variant => $handler(app, incoming).await, )* }
+        }
+    };
+}
+
+routes! {
+    CreateWallet: POST "/api/v2/commands/wallets/create", "wallet.create", Access::Caller => wallets::create;
+    /// `pending → active` by the owner; lifting a suspension is `admin` only.
+    ActivateWallet: POST "/api/v2/commands/wallets/{walletId}/activate", "wallet.activate", Access::Party => wallets::activate;
+    SuspendWallet: POST "/api/v2/commands/wallets/{walletId}/suspend", "wallet.suspend", Access::Admin => wallets::suspend;
+    CloseWallet: POST "/api/v2/commands/wallets/{walletId}/close", "wallet.close", Access::Party => wallets::close;
+    CreditWallet: POST "/api/v2/commands/wallets/{walletId}/credit", "wallet.credit", Access::Party => wallets::credit;
+    DebitWallet: POST "/api/v2/commands/wallets/{walletId}/debit", "wallet.debit", Access::Party => wallets::debit;
+    /// The source wallet's owner.
+    CreateTransfer: POST "/api/v2/commands/transfers", "transfer.create", Access::Party => transfers::create;
+    GetWallet: GET "/api/v2/wallets/{walletId}", "wallet.get", Access::Party => queries::wallet;
+    ListTransactions: GET "/api/v2/wallets/{walletId}/transactions", "wallet.transactions", Access::Party => queries::transactions;
+    GetBalance: GET "/api/v2/wallets/{walletId}/balance", "wallet.balance", Access::Party => queries::balance;
+    MyWallets: GET "/api/v2/users/me/wallets", "user.wallets", Access::Caller => queries::my_wallets;
+    /// The source's or the destination's owner.
+    GetTransfer: GET "/api/v2/transfers/{transferId}", "transfer.get", Access::Party => queries::transfer;
+    /// The payer wallet's owner.
+    AuthorizePayment: POST "/api/v2/commands/payments", "payment.authorize", Access::Party => payments::authorize;
+    /// The merchant wallet's owner (also void and refund).
+    CapturePayment: POST "/api/v2/commands/payments/{paymentId}/capture", "payment.capture", Access::Party => payments::capture;
+    VoidPayment: POST "/api/v2/commands/payments/{paymentId}/void", "payment.void", Access::Party => payments::void;
+    RefundPayment: POST "/api/v2/commands/payments/{paymentId}/refund", "payment.refund", Access::Party => payments::refund;
+    /// The payer's or the merchant's owner.
+    GetPayment: GET "/api/v2/payments/{paymentId}", "payment.get", Access::Party => payments::get;
+    /// An insurer owning the sponsor wallet.
+    IssueMedCard: POST "/api/v2/commands/medcards", "medcard.issue", Access::PartyWithRole(Role::Insurer) => medcards::issue;
+    /// The sponsoring insurer (also suspend, expire and the limit).
+    ActivateMedCard: POST "/api/v2/commands/medcards/{medcardId}/activate", "medcard.activate", Access::PartyWithRole(Role::Insurer) => medcards::activate;
+    SuspendMedCard: POST "/api/v2/commands/medcards/{medcardId}/suspend", "medcard.suspend", Access::PartyWithRole(Role::Insurer) => medcards::suspend;
+    ExpireMedCard: POST "/api/v2/commands/medcards/{medcardId}/expire", "medcard.expire", Access::PartyWithRole(Role::Insurer) => medcards::expire;
+    /// The sponsoring insurer or the card holder.
+    AddBeneficiary: POST "/api/v2/commands/medcards/{medcardId}/beneficiaries", "medcard.beneficiary-add", Access::Party => medcards::add_beneficiary;
+    RemoveBeneficiary: DELETE "/api/v2/commands/medcards/{medcardId}/beneficiaries/{beneficiaryId}", "medcard.beneficiary-remove", Access::Party => medcards::remove_beneficiary;
+    ChangeMedCardLimit: POST "/api/v2/commands/medcards/{medcardId}/limit", "medcard.limit", Access::PartyWithRole(Role::Insurer) => medcards::change_limit;
+    /// The holder or the sponsoring insurer (also spend and claims).
+    GetMedCard: GET "/api/v2/medcards/{medcardId}", "medcard.get", Access::Party => medcards::get;
+    MedCardSpend: GET "/api/v2/medcards/{medcardId}/spend", "medcard.spend", Access::Party => medcards::spend;
+    MedCardClaims: GET "/api/v2/medcards/{medcardId}/claims", "medcard.claims", Access::Party => claims::of_medcard;
+    /// A pharmacy owning the pharmacy wallet; the copayment only from the card holder's wallet.
+    SubmitPrescriptionClaim: POST "/api/v2/commands/claims/prescriptions", "claim.submit", Access::PartyWithRole(Role::Pharmacy) => claims::submit;
+    /// The pharmacy that filed it, the card holder, the sponsoring insurer.
+    GetClaim: GET "/api/v2/claims/{claimId}", "claim.get", Access::Party => claims::get;
+    /// The pharmacy wallet's owner.
+    PharmacyClaims: GET "/api/v2/pharmacies/{pharmacyWalletId}/claims", "pharmacy.claims", Access::Party => claims::of_pharmacy;
+    MyClaims: GET "/api/v2/users/me/claims", "user.claims", Access::Caller => claims::of_holder;
+    /// The provider wallet's owner.
+    SubmitInsuranceClaim: POST "/api/v2/commands/insurance-claims", "insurance-claim.submit", Access::Party => claims::submit_insurance;
+    /// The sponsoring insurer (also reject).
+    ApproveInsuranceClaim: POST "/api/v2/commands/insurance-claims/{claimId}/approve", "insurance-claim.approve", Access::PartyWithRole(Role::Insurer) => claims::approve_insurance;
+    RejectInsuranceClaim: POST "/api/v2/commands/insurance-claims/{claimId}/reject", "insurance-claim.reject", Access::PartyWithRole(Role::Insurer) => claims::reject_insurance;
+    /// The provider, the holder, the sponsoring insurer.
+    GetInsuranceClaim: GET "/api/v2/insurance-claims/{claimId}", "insurance-claim.get", Access::Party => claims::get_insurance;
+    Health: GET "/health", "health", Access::Public => crate::health;
 }
 
 impl Route {
-    pub const ALL: &[Route] = &[
-        Route::CreateWallet,
-        Route::ActivateWallet,
-        Route::SuspendWallet,
-        Route::CloseWallet,
-        Route::CreditWallet,
-        Route::DebitWallet,
-        Route::CreateTransfer,
-        Route::GetWallet,
-        Route::ListTransactions,
-        Route::GetBalance,
-        Route::MyWallets,
-        Route::GetTransfer,
-        Route::AuthorizePayment,
-        Route::CapturePayment,
-        Route::VoidPayment,
-        Route::RefundPayment,
-        Route::GetPayment,
-        Route::IssueMedCard,
-        Route::ActivateMedCard,
-        Route::SuspendMedCard,
-        Route::ExpireMedCard,
-        Route::AddBeneficiary,
-        Route::RemoveBeneficiary,
-        Route::ChangeMedCardLimit,
-        Route::GetMedCard,
-        Route::MedCardSpend,
-        Route::MedCardClaims,
-        Route::SubmitPrescriptionClaim,
-        Route::GetClaim,
-        Route::PharmacyClaims,
-        Route::MyClaims,
-        Route::SubmitInsuranceClaim,
-        Route::ApproveInsuranceClaim,
-        Route::RejectInsuranceClaim,
-        Route::GetInsuranceClaim,
-        Route::Health,
-    ];
-
-    pub fn method(self) -> &'static str {
-        match self {
-            Route::GetWallet
-            | Route::ListTransactions
-            | Route::GetBalance
-            | Route::MyWallets
-            | Route::GetTransfer
-            | Route::GetPayment
-            | Route::GetMedCard
-            | Route::MedCardSpend
-            | Route::MedCardClaims
-            | Route::GetClaim
-            | Route::PharmacyClaims
-            | Route::MyClaims
-            | Route::GetInsuranceClaim
-            | Route::Health => "GET",
-            Route::RemoveBeneficiary => "DELETE",
-            _ => "POST",
-        }
-    }
-
-    /// The path template, in API Gateway's (and axum's) `{param}` syntax.
-    pub fn path(self) -> &'static str {
-        match self {
-            Route::CreateWallet => "/api/v2/commands/wallets/create",
-            Route::ActivateWallet => "/api/v2/commands/wallets/{walletId}/activate",
-            Route::SuspendWallet => "/api/v2/commands/wallets/{walletId}/suspend",
-            Route::CloseWallet => "/api/v2/commands/wallets/{walletId}/close",
-            Route::CreditWallet => "/api/v2/commands/wallets/{walletId}/credit",
-            Route::DebitWallet => "/api/v2/commands/wallets/{walletId}/debit",
-            Route::CreateTransfer => "/api/v2/commands/transfers",
-            Route::GetWallet => "/api/v2/wallets/{walletId}",
-            Route::ListTransactions => "/api/v2/wallets/{walletId}/transactions",
-            Route::GetBalance => "/api/v2/wallets/{walletId}/balance",
-            Route::MyWallets => "/api/v2/users/me/wallets",
-            Route::GetTransfer => "/api/v2/transfers/{transferId}",
-            Route::AuthorizePayment => "/api/v2/commands/payments",
-            Route::CapturePayment => "/api/v2/commands/payments/{paymentId}/capture",
-            Route::VoidPayment => "/api/v2/commands/payments/{paymentId}/void",
-            Route::RefundPayment => "/api/v2/commands/payments/{paymentId}/refund",
-            Route::GetPayment => "/api/v2/payments/{paymentId}",
-            Route::IssueMedCard => "/api/v2/commands/medcards",
-            Route::ActivateMedCard => "/api/v2/commands/medcards/{medcardId}/activate",
-            Route::SuspendMedCard => "/api/v2/commands/medcards/{medcardId}/suspend",
-            Route::ExpireMedCard => "/api/v2/commands/medcards/{medcardId}/expire",
-            Route::AddBeneficiary => "/api/v2/commands/medcards/{medcardId}/beneficiaries",
-            Route::RemoveBeneficiary => "/api/v2/commands/medcards/{medcardId}/beneficiaries/{beneficiaryId}",
-            Route::ChangeMedCardLimit => "/api/v2/commands/medcards/{medcardId}/limit",
-            Route::GetMedCard => "/api/v2/medcards/{medcardId}",
-            Route::MedCardSpend => "/api/v2/medcards/{medcardId}/spend",
-            Route::MedCardClaims => "/api/v2/medcards/{medcardId}/claims",
-            Route::SubmitPrescriptionClaim => "/api/v2/commands/claims/prescriptions",
-            Route::GetClaim => "/api/v2/claims/{claimId}",
-            Route::PharmacyClaims => "/api/v2/pharmacies/{pharmacyWalletId}/claims",
-            Route::MyClaims => "/api/v2/users/me/claims",
-            Route::SubmitInsuranceClaim => "/api/v2/commands/insurance-claims",
-            Route::ApproveInsuranceClaim => "/api/v2/commands/insurance-claims/{claimId}/approve",
-            Route::RejectInsuranceClaim => "/api/v2/commands/insurance-claims/{claimId}/reject",
-            Route::GetInsuranceClaim => "/api/v2/insurance-claims/{claimId}",
-            Route::Health => "/health",
-        }
-    }
-
-    /// The name in metrics and logs (`wallet.debit`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Route::CreateWallet => "wallet.create",
-            Route::ActivateWallet => "wallet.activate",
-            Route::SuspendWallet => "wallet.suspend",
-            Route::CloseWallet => "wallet.close",
-            Route::CreditWallet => "wallet.credit",
-            Route::DebitWallet => "wallet.debit",
-            Route::CreateTransfer => "transfer.create",
-            Route::GetWallet => "wallet.get",
-            Route::ListTransactions => "wallet.transactions",
-            Route::GetBalance => "wallet.balance",
-            Route::MyWallets => "user.wallets",
-            Route::GetTransfer => "transfer.get",
-            Route::AuthorizePayment => "payment.authorize",
-            Route::CapturePayment => "payment.capture",
-            Route::VoidPayment => "payment.void",
-            Route::RefundPayment => "payment.refund",
-            Route::GetPayment => "payment.get",
-            Route::IssueMedCard => "medcard.issue",
-            Route::ActivateMedCard => "medcard.activate",
-            Route::SuspendMedCard => "medcard.suspend",
-            Route::ExpireMedCard => "medcard.expire",
-            Route::AddBeneficiary => "medcard.beneficiary-add",
-            Route::RemoveBeneficiary => "medcard.beneficiary-remove",
-            Route::ChangeMedCardLimit => "medcard.limit",
-            Route::GetMedCard => "medcard.get",
-            Route::MedCardSpend => "medcard.spend",
-            Route::MedCardClaims => "medcard.claims",
-            Route::SubmitPrescriptionClaim => "claim.submit",
-            Route::GetClaim => "claim.get",
-            Route::PharmacyClaims => "pharmacy.claims",
-            Route::MyClaims => "user.claims",
-            Route::SubmitInsuranceClaim => "insurance-claim.submit",
-            Route::ApproveInsuranceClaim => "insurance-claim.approve",
-            Route::RejectInsuranceClaim => "insurance-claim.reject",
-            Route::GetInsuranceClaim => "insurance-claim.get",
-            Route::Health => "health",
-        }
-    }
-
     pub fn is_command(self) -> bool {
         self.method() != "GET"
     }
 
     /// Whether the route needs a caller (everything but the health check).
     pub fn needs_caller(self) -> bool {
-        self != Route::Health
+        self.access() != Access::Public
+    }
+
+    /// The Lambda function binary that serves the route (`functions/src/bin/`).
+    pub fn binary(self) -> String {
+        self.name().replace('.', "-")
     }
 }

@@ -49,7 +49,7 @@ fn every_binary_is_a_function_and_every_function_a_binary() {
 fn every_route_is_served_by_its_function_at_its_path() {
     let template = template();
     for route in api::Route::ALL {
-        let binary = route.name().replace('.', "-");
+        let binary = route.binary();
         let block = function_block(&template, &binary);
         assert!(block.contains(&format!("            Path: {}\n", route.path())), "{binary} is not at {}:\n{block}", route.path());
         assert!(block.contains(&format!("            Method: {}\n", route.method().to_lowercase())), "{binary} method:\n{block}");

@@ -2,6 +2,7 @@
 LocalStack: the claim saga runs in the deployed claim state machine (Step
 Functions → claim step Lambdas), every read through the deployed projector."""
 
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -136,3 +137,63 @@ def test_two_concurrent_claims_over_the_limit_approve_exactly_one(api, stack):
     assert scene.balances() == (5000, 9000, 1000)
     rejected = next(c["claimId"] for c in outcomes if c["status"] == "REJECTED")
     assert event_types(stack, f"claim#{rejected}") in (["ClaimSubmitted", "ClaimRejected"], ["ClaimSubmitted", "ClaimPriced", "ClaimRejected"])
+
+
+def test_the_authorization_matrix_holds_through_the_deployed_authorizer_and_functions(api, stack):
+    """A representative subset of the matrix `api/tests/authorization_matrix.rs` runs on
+    every route: the two holes a hostile caller found, and a stranger (with each role)
+    against a debit, a capture and a card command. Every refusal changes no balance."""
+    scene = Scene(api, patient_funds=1000)
+    tag = uuid.uuid4()
+    stranger = api.token(f"stranger-{tag}")
+    stranger_wallet = api.wallet(stranger, funds=1000)
+    # A pharmacy naming a stranger's wallet for the copayment: 403, nothing filed.
+    body = {"medcardId": scene.medcard, "beneficiaryId": scene.beneficiary, "prescriptionId": f"RX-{tag}",
+            "pharmacyWalletId": scene.pharmacy_wallet, "patientWalletId": stranger_wallet, "items": ITEMS}
+    status, reply, _ = api.call("POST", "/api/v2/commands/claims/prescriptions", scene.pharmacy, body)
+    assert (status, reply["error"]) == (403, "FORBIDDEN"), reply
+    # A genuine token whose one role name holds a comma is no admin.
+    # (`healthpay token` refuses unknown role names, so the odd token is signed here.)
+    odd = jwt_with_roles(api, f"odd-{tag}", ["pharmacy,admin"])
+    status, reply, _ = api.call("GET", f"/api/v2/wallets/{scene.patient_wallet}", odd)
+    assert (status, reply["error"]) == (403, "FORBIDDEN"), reply
+    status, reply, _ = api.call("POST", f"/api/v2/commands/wallets/{scene.patient_wallet}/suspend", odd, {"reason": "mine"})
+    assert (status, reply["error"]) == (403, "FORBIDDEN"), reply
+
+    merchant = api.token(f"shop-{tag}")
+    shop_wallet = api.wallet(merchant)
+    payment = api.expect(201, "POST", "/api/v2/commands/payments", scene.patient,
+                         {"payerWalletId": scene.patient_wallet, "merchantWalletId": shop_wallet, "amount": 10, "reference": "O-1"})["paymentId"]
+    before = (scene.balance(scene.patient_wallet), scene.balance(shop_wallet), scene.balance(stranger_wallet))
+    strangers = [stranger, api.token(f"rx-{tag}", "pharmacy"), api.token(f"ins-{tag}", "insurer")]
+    for who in strangers + [None]:
+        expected = 401 if who is None else 403
+        for method, path, body in [
+            ("POST", f"/api/v2/commands/wallets/{scene.patient_wallet}/debit", {"amount": 1, "transactionType": "withdrawal", "reference": "x"}),
+            ("POST", f"/api/v2/commands/payments/{payment}/capture", {}),
+            ("POST", f"/api/v2/commands/medcards/{scene.medcard}/suspend", {"reason": "x"}),
+            ("GET", f"/api/v2/payments/{payment}", None),
+        ]:
+            status, reply, _ = api.call(method, path, who, body)
+            assert status == expected, f"{method} {path}: {status} {reply}"
+    after = (scene.balance(scene.patient_wallet), scene.balance(shop_wallet), scene.balance(stranger_wallet))
+    assert after == before
+    card = api.expect(200, "GET", f"/api/v2/medcards/{scene.medcard}", scene.patient)
+    assert card["status"] == "ACTIVE"
+
+
+def jwt_with_roles(api, sub, roles):
+    """An HS256 token signed with the stack's secret, with any role names at all."""
+    import base64
+    import hashlib
+    import hmac
+    import time as clock
+
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    now = int(clock.time())
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = b64(json.dumps({"sub": sub, "roles": roles, "iss": "healthpay-ledger", "aud": "healthpay-api", "iat": now, "exp": now + 600}).encode())
+    signature = hmac.new(api.secret.encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
+    return f"{header}.{claims}.{b64(signature)}"

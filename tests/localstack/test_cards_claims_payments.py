@@ -155,6 +155,7 @@ def test_the_authorization_matrix_holds_through_the_deployed_authorizer_and_func
     # A genuine token whose one role name holds a comma is no admin.
     # (`healthpay token` refuses unknown role names, so the odd token is signed here.)
     odd = jwt_with_roles(api, f"odd-{tag}", ["pharmacy,admin"])
+    api.eventually(scene.patient, f"/api/v2/wallets/{scene.patient_wallet}", lambda wallet: True)  # reads lag the commands
     status, reply, _ = api.call("GET", f"/api/v2/wallets/{scene.patient_wallet}", odd)
     assert (status, reply["error"]) == (403, "FORBIDDEN"), reply
     status, reply, _ = api.call("POST", f"/api/v2/commands/wallets/{scene.patient_wallet}/suspend", odd, {"reason": "mine"})
@@ -164,6 +165,7 @@ def test_the_authorization_matrix_holds_through_the_deployed_authorizer_and_func
     shop_wallet = api.wallet(merchant)
     payment = api.expect(201, "POST", "/api/v2/commands/payments", scene.patient,
                          {"payerWalletId": scene.patient_wallet, "merchantWalletId": shop_wallet, "amount": 10, "reference": "O-1"})["paymentId"]
+    api.eventually(scene.patient, f"/api/v2/payments/{payment}", lambda view: True)
     before = (scene.balance(scene.patient_wallet), scene.balance(shop_wallet), scene.balance(stranger_wallet))
     strangers = [stranger, api.token(f"rx-{tag}", "pharmacy"), api.token(f"ins-{tag}", "insurer")]
     for who in strangers + [None]:

@@ -50,6 +50,11 @@ impl World {
     /// Calls `route` as `who` (no authorizer context when `None`) and projects what it appended.
     pub async fn call(&self, route: Route, who: Option<&Caller>, params: &[(&str, &str)], body: Value) -> (u16, Value) {
         let text = if body.is_null() { String::new() } else { body.to_string() };
+        self.call_raw(route, who, params, text).await
+    }
+
+    /// `call` with the body as sent, byte for byte.
+    pub async fn call_raw(&self, route: Route, who: Option<&Caller>, params: &[(&str, &str)], text: String) -> (u16, Value) {
         let mut request = lambda_http::Request::new(lambda_http::Body::Text(text));
         *request.method_mut() = route.method().parse().unwrap();
         *request.uri_mut() = route.path().parse().unwrap();

@@ -49,7 +49,7 @@ impl From<DomainError> for ApiError {
         let status = match e {
             DomainError::Validation(_) => 400,
             DomainError::Forbidden(_) => 403,
-            DomainError::NotFound { .. } => 404,
+            DomainError::NotFound { .. } | DomainError::Unknown { .. } => 404,
             DomainError::AlreadyExists { .. } | DomainError::PrescriptionAlreadyClaimed { .. } => 409,
             _ => 422,
         };

@@ -352,7 +352,7 @@ impl Aggregate for Claim {
                 return Ok(vec![ClaimEvent::ClaimSubmitted(terms.clone())]);
             }
             (Claim::Submitted(c), ClaimCommand::Submit(_)) => return Err(DomainError::AlreadyExists { kind: "claim", id: c.terms.claim_id }),
-            (Claim::NotSubmitted, _) => return Err(DomainError::NotFound { kind: "claim", id: Uuid::nil() }),
+            (Claim::NotSubmitted, _) => return Err(DomainError::Unknown { kind: "claim" }),
             (Claim::Submitted(c), _) => c,
         };
         let refuse = |action| DomainError::InvalidStateTransition { kind: "claim", id: claim.terms.claim_id, status: claim.stage(), action };

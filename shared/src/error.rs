@@ -10,6 +10,10 @@ pub enum DomainError {
     Validation(String),
     #[error("{kind} {id} was not found")]
     NotFound { kind: &'static str, id: Uuid },
+    /// An aggregate that does not exist, decided where its id is not known (a
+    /// command on an empty stream): the caller knows which id it sent.
+    #[error("no such {kind}")]
+    Unknown { kind: &'static str },
     #[error("{kind} {id} already exists")]
     AlreadyExists { kind: &'static str, id: Uuid },
     #[error("wallet {wallet} has {available} {currency}, debit needs {needed} {currency}")]
@@ -53,7 +57,7 @@ impl DomainError {
     pub fn code(&self) -> &'static str {
         match self {
             DomainError::Validation(_) => "VALIDATION_ERROR",
-            DomainError::NotFound { .. } => "NOT_FOUND",
+            DomainError::NotFound { .. } | DomainError::Unknown { .. } => "NOT_FOUND",
             DomainError::AlreadyExists { .. } => "ALREADY_EXISTS",
             DomainError::InsufficientFunds { .. } => "INSUFFICIENT_FUNDS",
             DomainError::WalletNotActive { .. } => "WALLET_NOT_ACTIVE",

@@ -119,7 +119,7 @@ impl Aggregate for InsuranceClaim {
             (InsuranceClaim::Submitted(c), InsuranceClaimCommand::Submit(_)) => {
                 return Err(DomainError::AlreadyExists { kind: "insurance claim", id: c.terms.claim_id })
             }
-            (InsuranceClaim::NotSubmitted, _) => return Err(DomainError::NotFound { kind: "insurance claim", id: Uuid::nil() }),
+            (InsuranceClaim::NotSubmitted, _) => return Err(DomainError::Unknown { kind: "insurance claim" }),
             (InsuranceClaim::Submitted(c), _) => c,
         };
         let refuse = |action| DomainError::InvalidStateTransition { kind: "insurance claim", id: claim.terms.claim_id, status: claim.status.as_str(), action };

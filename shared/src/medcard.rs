@@ -340,7 +340,7 @@ impl Aggregate for MedCard {
                 return Ok(vec![MedCardEvent::MedCardIssued(terms.clone())]);
             }
             (MedCard::Issued(c), MedCardCommand::Issue(_)) => return Err(DomainError::AlreadyExists { kind: "medcard", id: c.terms.medcard_id }),
-            (MedCard::NotIssued, _) => return Err(DomainError::NotFound { kind: "medcard", id: Uuid::nil() }),
+            (MedCard::NotIssued, _) => return Err(DomainError::Unknown { kind: "medcard" }),
             (MedCard::Issued(c), _) => c,
         };
         match command {

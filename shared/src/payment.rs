@@ -160,7 +160,7 @@ impl Aggregate for Payment {
                 return Ok(vec![PaymentEvent::PaymentAuthorized(terms.clone())]);
             }
             (Payment::Started(p), PaymentCommand::Authorize(_)) => return Err(DomainError::AlreadyExists { kind: "payment", id: p.terms.payment_id }),
-            (Payment::NotStarted, _) => return Err(DomainError::NotFound { kind: "payment", id: Uuid::nil() }),
+            (Payment::NotStarted, _) => return Err(DomainError::Unknown { kind: "payment" }),
             (Payment::Started(p), _) => p,
         };
         let status = payment.status.as_str();

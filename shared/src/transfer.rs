@@ -170,7 +170,7 @@ impl Aggregate for Transfer {
                 return Ok(vec![TransferEvent::TransferInitiated(terms.clone())]);
             }
             (Transfer::Started(t), TransferCommand::Initiate(_)) => return Err(DomainError::AlreadyExists { kind: "transfer", id: t.terms.transfer_id }),
-            (Transfer::NotStarted, _) => return Err(DomainError::NotFound { kind: "transfer", id: Uuid::nil() }),
+            (Transfer::NotStarted, _) => return Err(DomainError::Unknown { kind: "transfer" }),
             (Transfer::Started(t), _) => t,
         };
         let refuse = |action| DomainError::InvalidStateTransition { kind: "transfer", id: transfer.terms.transfer_id, status: transfer.stage.as_str(), action };

@@ -296,7 +296,7 @@ impl Aggregate for Wallet {
                 return Ok(events);
             }
             (Wallet::Open(w), WalletCommand::Create { .. }) => return Err(DomainError::AlreadyExists { kind: "wallet", id: w.id }),
-            (Wallet::Unopened, _) => return Err(DomainError::NotFound { kind: "wallet", id: Uuid::nil() }),
+            (Wallet::Unopened, _) => return Err(DomainError::Unknown { kind: "wallet" }),
             (Wallet::Open(w), _) => w,
         };
         let refuse = |action: &'static str| DomainError::InvalidStateTransition { kind: "wallet", id: wallet.id, status: wallet.status.as_str(), action };

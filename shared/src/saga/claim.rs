@@ -348,7 +348,7 @@ impl Move {
                 Ok(Ok(()))
             }
             // A missing wallet is "not found", whatever id the empty state reports.
-            Err(DomainError::NotFound { .. }) => Ok(Err(DomainError::NotFound { kind: "wallet", id: wallet_id })),
+            Err(DomainError::NotFound { .. } | DomainError::Unknown { .. }) => Ok(Err(DomainError::NotFound { kind: "wallet", id: wallet_id })),
             Err(refusal) => Ok(Err(refusal)),
         }
     }

@@ -41,7 +41,7 @@ impl From<CommandError> for StepError {
             CommandError::Conflict { .. } => "ConcurrencyConflict",
             CommandError::Refused(DomainError::NotFound { kind: "transfer", .. }) => "TransferNotFound",
             CommandError::Refused(DomainError::NotFound { kind: "claim", .. }) => "ClaimNotFound",
-            CommandError::Refused(DomainError::NotFound { .. }) => "NotFound",
+            CommandError::Refused(DomainError::NotFound { .. } | DomainError::Unknown { .. }) => "NotFound",
             CommandError::Refused(_) => "StepRefused",
             CommandError::IdempotencyKeyReused => "IdempotencyKeyReused",
         };

@@ -112,8 +112,8 @@ impl TransferSteps {
                         uow.record::<Wallet>(terms.destination_wallet_id, events);
                         TransferCommand::RecordCompleted
                     }
-                    // A missing destination is "not found", whatever id the empty state reports.
-                    Err(DomainError::NotFound { .. }) => TransferCommand::RecordCreditRejected { reason: "NOT_FOUND".into() },
+                    // A missing destination is "not found".
+                    Err(DomainError::NotFound { .. } | DomainError::Unknown { .. }) => TransferCommand::RecordCreditRejected { reason: "NOT_FOUND".into() },
                     Err(refusal) => TransferCommand::RecordCreditRejected { reason: refusal.code().into() },
                 };
                 Ok(outcome_of(&started(uow.handle::<Transfer>(id, &next).await?)))

@@ -6,8 +6,9 @@ use crate::dead_letters::{DeadLetter, DeadLetters};
 use aws_lambda_events::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::streams::{KinesisBatchItemFailure, KinesisEventResponse};
 use shared::envelope::EventEnvelope;
-use shared::ports::{EventStore, ReadStore};
-use shared::projection::{project_with_catch_up, ProjectionError};
+use shared::ports::{EventStore, ReadBatches};
+use shared::projection::{batch, project_with_catch_up, ProjectionError};
+use std::time::{Duration, Instant};
 
 pub fn failure(sequence_number: &str) -> KinesisEventResponse {
     let mut failure = KinesisBatchItemFailure::default();
@@ -44,34 +45,94 @@ pub async fn park(dead_letters: &dyn DeadLetters, consumer: &str, record: &Kines
     }
 }
 
-/// Applies a batch in order. A record that failed for a reason that may pass is
-/// reported, and the rest left for the redelivery (which starts from it), so order
-/// holds; a record that can never be applied is parked and skipped.
-pub async fn project_batch(read: &dyn ReadStore, events: &dyn EventStore, dead_letters: &dyn DeadLetters, batch: KinesisEvent) -> KinesisEventResponse {
-    for record in &batch.records {
-        let sequence_number = &record.kinesis.sequence_number;
-        let envelope = match envelope(&record.kinesis.data) {
-            Ok(envelope) => envelope,
-            Err(poison) => match park(dead_letters, "read-model-projector", record, poison).await {
-                None => continue,
+/// How long before the Lambda's deadline the projector stops: what it did not
+/// finish by then is reported, never dropped, and the answer must still reach the
+/// runtime in time.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(1_500);
+
+/// The instant to stop by, from the invocation's deadline (milliseconds since the
+/// epoch, as the Lambda runtime gives it).
+pub fn stop_by(deadline_epoch_ms: u64) -> Instant {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    Instant::now() + Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms)).saturating_sub(DEADLINE_MARGIN)
+}
+
+/// Applies a batch in order, with few requests: each run of decodable records is
+/// projected together (`shared::projection::batch`: the views it needs in one read,
+/// its writes grouped per aggregate). A gap is filled from the event store; a record
+/// that can never be applied is parked alone and skipped; anything that may pass
+/// (a store error, the deadline) reports the first record not done as a batch item
+/// failure, so the mapping resumes exactly there and nothing is dropped or reordered.
+pub async fn project_batch(
+    read: &dyn ReadBatches,
+    events: &dyn EventStore,
+    dead_letters: &dyn DeadLetters,
+    batch: KinesisEvent,
+    stop: Instant,
+) -> KinesisEventResponse {
+    let records = &batch.records;
+    let mut next = 0;
+    while next < records.len() {
+        let remaining = stop.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            tracing::warn!(done = next, left = records.len() - next, "near the deadline: leaving the rest of the batch for redelivery");
+            return failure(&records[next].kinesis.sequence_number);
+        }
+        // The run of decodable records from `next`.
+        let mut run = Vec::new();
+        for record in &records[next..] {
+            match envelope(&record.kinesis.data) {
+                Ok(envelope) => run.push(envelope),
+                Err(_) => break,
+            }
+        }
+        if run.is_empty() {
+            let poison = envelope(&records[next].kinesis.data).expect_err("the run stopped at it");
+            match park(dead_letters, CONSUMER, &records[next], poison).await {
+                None => next += 1,
                 Some(retry) => return retry,
-            },
+            }
+            continue;
+        }
+        let Ok(outcome) = tokio::time::timeout(remaining, batch::project_batch(read, &run)).await else {
+            // Whatever of it was written is idempotent: the redelivery starts here.
+            tracing::warn!(done = next, "the deadline came during a write: leaving the rest of the batch for redelivery");
+            return failure(&records[next].kinesis.sequence_number);
         };
-        match project_with_catch_up(read, events, &envelope).await {
-            Ok(_) => {}
-            Err(poison @ ProjectionError::Undecodable { .. }) => {
-                if let Some(retry) = park(dead_letters, "read-model-projector", record, poison.to_string()).await {
-                    return retry;
+        let failed = next + outcome.projected.len();
+        next = match outcome.error {
+            None => next + run.len(),
+            Some(ProjectionError::Gap { .. }) => {
+                let record = &records[failed];
+                let catch_up = project_with_catch_up(read, events, &run[outcome.projected.len()]);
+                match tokio::time::timeout(stop.saturating_duration_since(Instant::now()), catch_up).await {
+                    Ok(Ok(_)) => failed + 1,
+                    Ok(Err(poison @ ProjectionError::Undecodable { .. })) => match park(dead_letters, CONSUMER, record, poison.to_string()).await {
+                        None => failed + 1,
+                        Some(retry) => return retry,
+                    },
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, sequence_number = %record.kinesis.sequence_number, "cannot project yet; reporting the record for redelivery");
+                        return failure(&record.kinesis.sequence_number);
+                    }
+                    Err(_) => return failure(&record.kinesis.sequence_number),
                 }
             }
-            Err(error) => {
+            Some(poison @ ProjectionError::Undecodable { .. }) => match park(dead_letters, CONSUMER, &records[failed], poison.to_string()).await {
+                None => failed + 1,
+                Some(retry) => return retry,
+            },
+            Some(error) => {
+                let sequence_number = &records[failed].kinesis.sequence_number;
                 tracing::warn!(%error, %sequence_number, "cannot project yet; reporting the record for redelivery");
                 return failure(sequence_number);
             }
-        }
+        };
     }
     KinesisEventResponse::default()
 }
+
+const CONSUMER: &str = "read-model-projector";
 
 #[cfg(test)]
 pub(crate) mod tests {
@@ -95,6 +156,11 @@ pub(crate) mod tests {
         }
     }
 
+    /// A deadline far enough away.
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
     async fn store_with(batch: &KinesisEvent) -> MemoryEventStore {
         let store = MemoryEventStore::default();
         let events: Vec<EventEnvelope> = batch.records.iter().map(|r| envelope(&r.kinesis.data).unwrap()).collect();
@@ -109,11 +175,11 @@ pub(crate) mod tests {
         let batch: KinesisEvent = crate::sample("kinesis-batch.json");
         let store = store_with(&batch).await;
         let read = MemoryReadStore::default();
-        assert!(project_batch(&read, &store, &Parked::default(), batch.clone()).await.batch_item_failures.is_empty());
+        assert!(project_batch(&read, &store, &Parked::default(), batch.clone(), later()).await.batch_item_failures.is_empty());
         let id = envelope(&batch.records[0].kinesis.data).unwrap().aggregate_id;
         let view = read.wallet(id).await.unwrap().unwrap();
         assert_eq!((view.version, view.status.as_str(), view.balance.minor()), (3, "active", 100_000));
-        assert!(project_batch(&read, &store, &Parked::default(), batch).await.batch_item_failures.is_empty());
+        assert!(project_batch(&read, &store, &Parked::default(), batch, later()).await.batch_item_failures.is_empty());
         assert_eq!(read.wallet(id).await.unwrap().unwrap(), view);
     }
 
@@ -128,7 +194,7 @@ pub(crate) mod tests {
         let store = store_with(&crate::sample("kinesis-batch.json")).await;
         let batch = poisoned_batch();
         let (read, parked) = (MemoryReadStore::default(), Parked::default());
-        assert!(project_batch(&read, &store, &parked, batch.clone()).await.batch_item_failures.is_empty());
+        assert!(project_batch(&read, &store, &parked, batch.clone(), later()).await.batch_item_failures.is_empty());
         let letters = parked.0.into_inner().unwrap();
         assert_eq!(letters.len(), 1);
         assert_eq!((letters[0].sequence_number.as_str(), letters[0].data.as_str()), (batch.records[1].kinesis.sequence_number.as_str(), "e25vdCBqc29u"));
@@ -142,9 +208,35 @@ pub(crate) mod tests {
         let store = store_with(&crate::sample("kinesis-batch.json")).await;
         let batch = poisoned_batch();
         let read = MemoryReadStore::default();
-        let response = project_batch(&read, &store, &Parked(Mutex::default(), true), batch.clone()).await;
+        let response = project_batch(&read, &store, &Parked(Mutex::default(), true), batch.clone(), later()).await;
         assert_eq!(response.batch_item_failures[0].item_identifier.as_deref(), Some(batch.records[1].kinesis.sequence_number.as_str()));
         let id = envelope(&batch.records[0].kinesis.data).unwrap().aggregate_id;
         assert_eq!(read.wallet(id).await.unwrap().unwrap().version, 1, "the record before it was applied, the one after it was not");
+    }
+
+    #[tokio::test]
+    async fn at_the_deadline_the_first_record_not_done_is_reported_and_nothing_is_dropped() {
+        let batch: KinesisEvent = crate::sample("kinesis-batch.json");
+        let store = store_with(&batch).await;
+        let read = MemoryReadStore::default();
+        let response = project_batch(&read, &store, &Parked::default(), batch.clone(), Instant::now()).await;
+        assert_eq!(response.batch_item_failures[0].item_identifier.as_deref(), Some(batch.records[0].kinesis.sequence_number.as_str()));
+        let id = envelope(&batch.records[0].kinesis.data).unwrap().aggregate_id;
+        assert_eq!(read.wallet(id).await.unwrap(), None, "nothing was projected past the deadline");
+        // The redelivery, in time, does it all.
+        assert!(project_batch(&read, &store, &Parked::default(), batch, later()).await.batch_item_failures.is_empty());
+        assert_eq!(read.wallet(id).await.unwrap().unwrap().version, 3);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_starts_past_a_gap_catches_up_from_the_event_store() {
+        let full: KinesisEvent = crate::sample("kinesis-batch.json");
+        let store = store_with(&full).await;
+        let mut late = full.clone();
+        late.records.remove(0);
+        let read = MemoryReadStore::default();
+        assert!(project_batch(&read, &store, &Parked::default(), late, later()).await.batch_item_failures.is_empty());
+        let id = envelope(&full.records[0].kinesis.data).unwrap().aggregate_id;
+        assert_eq!(read.wallet(id).await.unwrap().unwrap().version, 3);
     }
 }

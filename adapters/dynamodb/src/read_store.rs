@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, Tr
 use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
 use shared::ports::{
-    Checkpoints, Document, DocumentViews, ExecutionRecord, ExecutionStatus, ExecutionStore, ListedPage, Listing, ReadBatches, Saved, StoreError,
+    Checkpoints, Document, DocumentViews, ExecutionRecord, ExecutionStatus, ExecutionStore, ListedPage, Listing, ReadBatches, ReadWrite, Saved, StoreError,
     TransactionHistory, TransactionItem, TransferView, TransferViews, WalletView, WalletViews,
 };
 use std::collections::HashMap;
@@ -227,26 +227,11 @@ impl DynamoReadStore {
 
     /// Wallet views by id, consistently, in batches; absent ones are left out.
     async fn wallet_views(&self, wallet_ids: &[Uuid]) -> Result<HashMap<Uuid, WalletView>, StoreError> {
+        let keys = wallet_ids.iter().map(|id| key(wallet_pk(*id), VIEW)).collect();
         let mut views = HashMap::with_capacity(wallet_ids.len());
-        for chunk in wallet_ids.chunks(BATCH_GET_KEYS) {
-            let keys: Vec<Item> = chunk.iter().map(|id| key(wallet_pk(*id), VIEW)).collect();
-            let mut pending = Some(KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(StoreError::new)?);
-            let mut attempt = 0;
-            while let Some(request) = pending.take() {
-                let out = self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(sdk_error("reading an owner's wallets"))?;
-                for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
-                    let view: WalletView = from_item(item, || "wallet view".to_string())?;
-                    views.insert(view.wallet_id, view);
-                }
-                if let Some(unprocessed) = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys.is_empty()) {
-                    attempt += 1;
-                    if attempt > CONFLICT_RETRIES {
-                        return Err(StoreError::new("dynamodb: reading an owner's wallets: keys left unprocessed after retries"));
-                    }
-                    backoff(attempt).await;
-                    pending = Some(unprocessed);
-                }
-            }
+        for item in self.batch_get(keys, "reading an owner's wallets").await? {
+            let view: WalletView = from_item(item, || "wallet view".to_string())?;
+            views.insert(view.wallet_id, view);
         }
         Ok(views)
     }
@@ -449,7 +434,209 @@ impl DocumentViews for DynamoReadStore {
 
 /// One row at a time (the trait's defaults): DynamoDB has no multi-row guarded
 /// write cheaper than the rows' own.
-impl ReadBatches for DynamoReadStore {}
+/// A batch of projections costs few requests: the views it needs in one
+/// `BatchGetItem` (per 100), and its writes in as few `TransactWriteItems` (100
+/// actions each) as the version guards allow. Each view's run of writes — version
+/// after version, each guarded on the one before — is one write of the last state,
+/// guarded on the version the run started from; history lines are first-write-wins
+/// puts. When a transaction's guard fails (a redelivery, another projector got
+/// there first), its writes are done again one by one, so every write ends exactly
+/// as its one-row method would.
+#[async_trait]
+impl ReadBatches for DynamoReadStore {
+    async fn views(&self, wallet_ids: &[Uuid], transfer_ids: &[Uuid]) -> Result<(Vec<WalletView>, Vec<TransferView>), StoreError> {
+        let keys: Vec<Item> = wallet_ids.iter().map(|id| key(wallet_pk(*id), VIEW)).chain(transfer_ids.iter().map(|id| key(transfer_pk(*id), VIEW))).collect();
+        let (mut wallets, mut transfers) = (Vec::new(), Vec::new());
+        for item in self.batch_get(keys, "reading views").await? {
+            match item.get("pk") {
+                Some(AttributeValue::S(pk)) if pk.starts_with("WALLET#") => wallets.push(from_item(item, || "wallet view".to_string())?),
+                _ => transfers.push(from_item(item, || "transfer view".to_string())?),
+            }
+        }
+        Ok((wallets, transfers))
+    }
+
+    async fn write_batch(&self, writes: &[ReadWrite]) -> Result<Vec<Option<Saved>>, StoreError> {
+        let mut outcomes: Vec<Option<Option<Saved>>> = vec![None; writes.len()];
+        let plan = plan_batch(writes);
+        for (index, outcome) in &plan.settled {
+            outcomes[*index] = Some(*outcome);
+        }
+        let mut chunks: Vec<Vec<&Grouped>> = vec![vec![]];
+        let mut actions = 0;
+        for group in &plan.groups {
+            let size = group.action_count();
+            if actions + size > MAX_TRANSACT_ACTIONS {
+                chunks.push(vec![]);
+                actions = 0;
+            }
+            chunks.last_mut().expect("one chunk at least").push(group);
+            actions += size;
+        }
+        for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
+            let mut transaction = Vec::with_capacity(MAX_TRANSACT_ACTIONS);
+            for group in &chunk {
+                transaction.extend(group.actions(&self.table, writes)?);
+            }
+            match self.transact(transaction, "writing a batch of views").await? {
+                Ok(()) => {
+                    for group in &chunk {
+                        for &index in &group.indices {
+                            outcomes[index] = Some(match writes[index] {
+                                ReadWrite::Transaction(_) => None,
+                                _ => Some(Saved::Written),
+                            });
+                        }
+                    }
+                }
+                // A guard failed: each write of the chunk again, alone, with its own guard.
+                Err(_) => {
+                    for group in &chunk {
+                        for &index in &group.indices {
+                            outcomes[index] = Some(self.write_one(&writes[index]).await?);
+                        }
+                    }
+                }
+            }
+        }
+        // Writes that follow no run (a stale redelivery inside the batch) go last, alone.
+        for &index in &plan.loose {
+            outcomes[index] = Some(self.write_one(&writes[index]).await?);
+        }
+        Ok(outcomes.into_iter().map(|o| o.expect("every write has an outcome")).collect())
+    }
+}
+
+/// `TransactWriteItems` takes at most this many actions.
+const MAX_TRANSACT_ACTIONS: usize = 100;
+
+/// How a batch of writes goes to DynamoDB.
+#[derive(Default)]
+struct BatchPlan {
+    /// Runs of one view's writes, and single history lines, in first-write order.
+    groups: Vec<Grouped>,
+    /// Writes to do alone after the groups (they follow no run).
+    loose: Vec<usize>,
+    /// Writes whose outcome is known without a request (a history line written
+    /// earlier in the same batch: first write wins).
+    settled: Vec<(usize, Option<Saved>)>,
+}
+
+/// One run: the indices of its writes, in order.
+struct Grouped {
+    indices: Vec<usize>,
+    /// The version the view's run started from (0: the view is new); `None` for a history line.
+    from_version: Option<u64>,
+    /// A new wallet view also writes its owner's index item.
+    new_wallet: bool,
+}
+
+impl Grouped {
+    fn action_count(&self) -> usize {
+        if self.new_wallet {
+            2
+        } else {
+            1
+        }
+    }
+
+    fn actions(&self, table: &str, writes: &[ReadWrite]) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let last = &writes[*self.indices.last().expect("a run has a write")];
+        let guard = match self.from_version {
+            None | Some(0) => "attribute_not_exists(pk)".to_string(),
+            Some(version) => format!("#version = :v{version}x"),
+        };
+        let item = match last {
+            ReadWrite::Wallet { view, .. } => to_item(view, "a wallet view", [("pk", s(wallet_pk(view.wallet_id))), ("sk", s(VIEW))])?,
+            ReadWrite::Transfer { view, .. } => to_item(view, "a transfer view", [("pk", s(transfer_pk(view.transfer_id))), ("sk", s(VIEW))])?,
+            ReadWrite::Transaction(line) => to_item(line, "a transaction", [("pk", s(wallet_pk(line.wallet_id))), ("sk", s(transaction_sk(line.version)))])?,
+        };
+        let mut put = Put::builder().table_name(table).set_item(Some(item)).condition_expression(guard);
+        if let Some(version) = self.from_version.filter(|v| *v > 0) {
+            put = put.expression_attribute_names("#version", "version").expression_attribute_values(format!(":v{version}x"), n(version));
+        }
+        let mut actions = vec![TransactWriteItem::builder().put(put.build().map_err(StoreError::new)?).build()];
+        if let (true, ReadWrite::Wallet { view, .. }) = (self.new_wallet, last) {
+            let mut index = key(owner_pk(&view.owner_id), format!("{}#{}", time_key(&view.created_at), view.wallet_id));
+            index.insert("walletId".into(), s(view.wallet_id.to_string()));
+            actions.push(put_action(table, index, None)?);
+        }
+        Ok(actions)
+    }
+}
+
+/// Groups each view's chain of writes (every write guarded on the version the one
+/// before it wrote) into one run; history lines each make their own.
+fn plan_batch(writes: &[ReadWrite]) -> BatchPlan {
+    let mut plan = BatchPlan::default();
+    // Per view: its run's index in `groups` and the version its last write wrote.
+    let mut runs: HashMap<(&str, Uuid), (usize, u64)> = HashMap::new();
+    let mut lines: std::collections::HashSet<(Uuid, u64)> = std::collections::HashSet::new();
+    for (index, write) in writes.iter().enumerate() {
+        let (view, previous, version) = match write {
+            ReadWrite::Wallet { view, previous_version } => (("wallet", view.wallet_id), *previous_version, view.version),
+            ReadWrite::Transfer { view, previous_version } => (("transfer", view.transfer_id), *previous_version, view.version),
+            ReadWrite::Transaction(line) => {
+                if lines.insert((line.wallet_id, line.version)) {
+                    plan.groups.push(Grouped { indices: vec![index], from_version: None, new_wallet: false });
+                } else {
+                    plan.settled.push((index, None));
+                }
+                continue;
+            }
+        };
+        match runs.get_mut(&view) {
+            Some((group, last)) if *last == previous && version > previous => {
+                plan.groups[*group].indices.push(index);
+                *last = version;
+            }
+            Some(_) => plan.loose.push(index),
+            None if version > previous => {
+                runs.insert(view, (plan.groups.len(), version));
+                let new_wallet = view.0 == "wallet" && previous == 0;
+                plan.groups.push(Grouped { indices: vec![index], from_version: Some(previous), new_wallet });
+            }
+            None => plan.loose.push(index),
+        }
+    }
+    plan
+}
+
+impl DynamoReadStore {
+    /// One write, exactly as its one-row method does it.
+    async fn write_one(&self, write: &ReadWrite) -> Result<Option<Saved>, StoreError> {
+        Ok(match write {
+            ReadWrite::Wallet { view, previous_version } => Some(self.save_wallet(view, *previous_version).await?),
+            ReadWrite::Transaction(line) => {
+                self.record_transaction(line).await?;
+                None
+            }
+            ReadWrite::Transfer { view, previous_version } => Some(self.save_transfer(view, *previous_version).await?),
+        })
+    }
+
+    /// Items by key, consistently, 100 keys a request; absent ones are left out.
+    async fn batch_get(&self, keys: Vec<Item>, what: &str) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_KEYS) {
+            let mut pending = Some(KeysAndAttributes::builder().set_keys(Some(chunk.to_vec())).consistent_read(true).build().map_err(StoreError::new)?);
+            let mut attempt = 0;
+            while let Some(request) = pending.take() {
+                let out = self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(sdk_error(what))?;
+                items.extend(out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default());
+                if let Some(unprocessed) = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys.is_empty()) {
+                    attempt += 1;
+                    if attempt > CONFLICT_RETRIES {
+                        return Err(StoreError::new(format!("dynamodb: {what}: keys left unprocessed after retries")));
+                    }
+                    backoff(attempt).await;
+                    pending = Some(unprocessed);
+                }
+            }
+        }
+        Ok(items)
+    }
+}
 
 #[async_trait]
 impl Checkpoints for DynamoReadStore {

@@ -25,7 +25,7 @@ mod event_store_conformance {
     use super::common;
 
     conformance!(event_store, common::event_store;
-        an_unknown_stream_is_empty, appended_events_load_back_intact_in_version_order,
+        an_unknown_stream_is_empty, appended_events_load_back_intact_in_version_order, the_first_event_is_version_one_alone,
         a_stale_expected_version_is_a_conflict_and_writes_nothing, a_commit_over_several_streams_is_all_or_nothing,
         the_idempotency_record_is_stored_with_the_events_and_only_once, idempotency_keys_are_scoped_to_the_caller,
         a_version_conflict_does_not_store_the_idempotency_record, a_large_commit_is_atomic, a_stream_without_events_is_a_version_check,
@@ -47,6 +47,13 @@ mod read_store_conformance {
         wallet_views_are_written_only_over_the_version_they_follow, an_owners_wallets_are_listed_oldest_first,
         transactions_page_newest_first_and_record_once, transfer_views_are_version_guarded, checkpoints_start_at_zero_and_persist,
         documents_are_version_guarded_per_kind, listed_documents_page_greatest_key_first_with_their_latest_body);
+}
+
+mod read_batches_conformance {
+    use super::common;
+
+    conformance!(read_batches, common::read_store;
+        a_batch_applies_each_write_as_its_one_row_method_would, views_are_read_together_and_absent_ones_left_out);
 }
 
 mod execution_store_conformance {

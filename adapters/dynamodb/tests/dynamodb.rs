@@ -392,3 +392,72 @@ async fn test_tables_are_deleted_when_dropped() {
         assert!(err.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()), "{name}: {err:?}");
     }
 }
+
+/// A projector's batch: 10 wallets × 20 events each (opened, activated, credited) cost
+/// one BatchGetItem and a few transactions instead of a read and a write or two per
+/// event, and leave exactly the views and history one-at-a-time projection leaves.
+#[tokio::test]
+#[ignore = "needs DynamoDB: set HEALTHPAY_DYNAMODB_ENDPOINT (./test.sh does)"]
+async fn a_batch_of_projections_costs_a_few_requests_and_ends_as_one_at_a_time() {
+    use shared::command::{CommandContext, CommandService};
+    use shared::money::Money;
+    use shared::wallet::{CreditType, Movement, Wallet, WalletCommand};
+    let events = Arc::new(shared::memory::MemoryEventStore::default());
+    let commands = CommandService::new(events.clone(), Arc::new(shared::clock::SystemClock));
+    let ctx = CommandContext::new("alice", "batch");
+    let wallets: Vec<Uuid> = (0..10).map(|_| Uuid::now_v7()).collect();
+    for &id in &wallets {
+        let open = WalletCommand::open_personal(id, "alice", Money::ZERO);
+        commands.execute(&ctx, async |uow| uow.handle::<Wallet>(id, &open).await).await.unwrap();
+        commands.execute(&ctx, async |uow| uow.handle::<Wallet>(id, &WalletCommand::Activate).await).await.unwrap();
+        for i in 0..18 {
+            let credit = WalletCommand::Credit(Movement {
+                amount: Money::from_minor(100 + i),
+                transaction_type: CreditType::Deposit,
+                reference: format!("D-{i}"),
+                description: None,
+                currency: None,
+            });
+            commands.execute(&ctx, async |uow| uow.handle::<Wallet>(id, &credit).await).await.unwrap();
+        }
+    }
+    let feed: Vec<shared::envelope::EventEnvelope> = events.read_after(0, 1_000).await.unwrap().into_iter().map(|(_, e)| e).collect();
+    assert_eq!(feed.len(), 200);
+
+    let counter = RequestCounter::new();
+    let client = client_for(&endpoint(), Some(&counter));
+    let tables = Tables::create(&client).await;
+    let store = store_dynamodb::DynamoReadStore::new(client, &tables.names.read);
+    counter.take();
+    let outcome = shared::projection::batch::project_batch(&store, &feed).await;
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    let requests = counter.take();
+    // 1 read; 200 actions (10 view runs + 10 owner index items + 180 history lines) in 2 transactions.
+    assert!(requests <= 5, "{requests} requests for 200 events");
+    // The same events one at a time, as the projector did before: for BENCHMARKS.md.
+    let one_by_one = Tables::create(&client_for(&endpoint(), None)).await;
+    let single = store_dynamodb::DynamoReadStore::new(client_for(&endpoint(), Some(&counter)), &one_by_one.names.read);
+    counter.take();
+    for envelope in &feed {
+        shared::projection::project(&single, envelope).await.unwrap();
+    }
+    let before = counter.take();
+    eprintln!(
+        "DynamoDB requests per projected event: {:.3} one at a time, {:.3} batched ({before} and {requests} for {} events)",
+        before as f64 / feed.len() as f64,
+        requests as f64 / feed.len() as f64,
+        feed.len()
+    );
+    let memory = shared::memory::MemoryReadStore::default();
+    for envelope in &feed {
+        shared::projection::project(&memory, envelope).await.unwrap();
+    }
+    for &id in &wallets {
+        assert_eq!(store.wallet(id).await.unwrap(), memory.wallet(id).await.unwrap());
+        assert_eq!(store.transactions(id, 50, None).await.unwrap(), memory.transactions(id, 50, None).await.unwrap());
+    }
+    // The same batch again (a redelivery): nothing changes, every event a duplicate.
+    let again = shared::projection::batch::project_batch(&store, &feed).await;
+    assert!(again.error.is_none() && again.projected.iter().all(|p| *p != shared::projection::Projected::Applied));
+    assert_eq!(store.wallet(wallets[0]).await.unwrap(), memory.wallet(wallets[0]).await.unwrap());
+}

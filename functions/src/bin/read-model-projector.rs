@@ -1,4 +1,5 @@
-//! The Kinesis event bus → read models (wallet views, history, transfers).
+//! The Kinesis event bus → read models (wallet views, history, transfers, payments,
+//! cards, claims), working against the invocation's deadline.
 
 use functions::aws::Error;
 use std::sync::Arc;
@@ -11,7 +12,10 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<aws_lambda_events::kinesis::KinesisEvent>| {
         let (backend, dead_letters) = (backend.clone(), dead_letters.clone());
         async move {
-            Ok::<_, Error>(functions::projector::project_batch(backend.read.as_ref(), backend.events.as_ref(), dead_letters.as_ref(), event.payload).await)
+            let stop = functions::projector::stop_by(event.context.deadline);
+            Ok::<_, Error>(
+                functions::projector::project_batch(backend.read.as_ref(), backend.events.as_ref(), dead_letters.as_ref(), event.payload, stop).await,
+            )
         }
     }))
     .await

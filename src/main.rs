@@ -3,12 +3,14 @@
 //! `healthpay serve` runs the whole system in one process — every API route, the
 //! projections and the transfer saga — wiring the same handlers the Lambda
 //! functions use to an embedded store. `healthpay token` mints development JWTs.
+//! `healthpay redrive` puts what the AWS deployment parked back to work.
 //! `healthpay bench …` measures it (see BENCHMARKS.md).
 
 mod bench;
 mod dynamodb_stream;
 mod gateway;
 mod metrics;
+mod redrive;
 mod secret;
 mod server;
 
@@ -42,6 +44,9 @@ enum Command {
         #[arg(long, default_value_t = 24)]
         ttl_hours: i64,
     },
+    /// Project again (or start the sagas of) what the AWS deployment's dead-letter
+    /// queue holds, once its cause is fixed; deletes what is done.
+    Redrive(redrive::RedriveArgs),
     /// Benchmarks: HTTP load, DynamoDB requests per command and the cqrs-es peer,
     /// read-model rebuild (see BENCHMARKS.md).
     Bench {
@@ -76,6 +81,16 @@ fn main() -> std::process::ExitCode {
             }
         },
         Command::Bench { command } => bench::run(command),
+        Command::Redrive(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+            match runtime.block_on(redrive::run(args)) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("healthpay redrive: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

@@ -200,6 +200,81 @@ impl DeadLetters for SqsDeadLetters {
     }
 }
 
+#[async_trait]
+impl crate::redrive::DeadLetterQueue for SqsDeadLetters {
+    async fn receive(&self) -> Result<Vec<crate::redrive::QueuedMessage>, String> {
+        let received = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            // Long enough to redrive a message and delete it before anyone sees it again.
+            .visibility_timeout(120)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+        Ok(received
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| Some(crate::redrive::QueuedMessage { id: m.message_id?, receipt: m.receipt_handle?, body: m.body.unwrap_or_default() }))
+            .collect())
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), String> {
+        self.client
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+        Ok(())
+    }
+}
+
+/// Kinesis sequence numbers are decimal strings of up to 128 bits and more: compare
+/// them as numbers.
+fn sequence_after(sequence: &str, last: &str) -> bool {
+    (sequence.len(), sequence) > (last.len(), last)
+}
+
+#[async_trait]
+impl crate::redrive::BusReader for KinesisBus {
+    async fn records(&self, shard: &str, first: &str, last: &str) -> Result<Vec<Vec<u8>>, String> {
+        use aws_sdk_kinesis::types::ShardIteratorType;
+        let describe = |e: aws_sdk_kinesis::Error| aws_sdk_kinesis::error::DisplayErrorContext(e).to_string();
+        let iterator = self
+            .client
+            .get_shard_iterator()
+            .stream_name(&self.stream)
+            .shard_id(shard)
+            .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+            .starting_sequence_number(first)
+            .send()
+            .await
+            .map_err(|e| describe(e.into()))?;
+        let mut next = iterator.shard_iterator;
+        let mut data = Vec::new();
+        while let Some(iterator) = next.take() {
+            let page = self.client.get_records().shard_iterator(iterator).limit(1_000).send().await.map_err(|e| describe(e.into()))?;
+            for record in page.records {
+                if sequence_after(&record.sequence_number, last) {
+                    return Ok(data);
+                }
+                data.push(record.data.into_inner());
+            }
+            // An empty page at the tip of the shard: nothing more to read.
+            if page.millis_behind_latest == Some(0) {
+                break;
+            }
+            next = page.next_shard_iterator;
+        }
+        Ok(data)
+    }
+}
+
 struct DynamoHealth {
     events: Arc<store_dynamodb::DynamoEventStore>,
     read: Arc<store_dynamodb::DynamoReadStore>,

@@ -9,6 +9,7 @@ pub mod dead_letters;
 pub mod payment_expiry;
 pub mod projector;
 pub mod publisher;
+pub mod redrive;
 pub mod saga_starter;
 pub mod steps;
 

@@ -143,3 +143,43 @@ def aws_wait_updated(lam, name, within=60):
         if time.time() > deadline:
             raise AssertionError(f"{name} was not updated in {within}s")
         time.sleep(0.5)
+
+
+def test_healthpay_redrive_projects_what_was_parked_and_deletes_it(api, stack):
+    """A wallet's view and history are lost (as if its batch had been dropped) and its
+    last event is parked: `healthpay redrive` rebuilds them from the events table
+    and deletes the message; undecodable letters stay, said to be so."""
+    import base64
+    import os
+    import subprocess
+
+    from test_deployed_stack import bus_envelopes
+
+    alice = api.token(f"redrive-{uuid.uuid4()}")
+    wallet = api.wallet(alice, funds=7)
+    api.eventually(alice, f"/api/v2/wallets/{wallet}", lambda w: w["version"] == 3)
+    dynamodb = aws("dynamodb")
+    table = stack["ReadModelTableName"]
+    items = dynamodb.query(TableName=table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": f"WALLET#{wallet}"}})["Items"]
+    for item in items:
+        dynamodb.delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
+    assert api.call("GET", f"/api/v2/wallets/{wallet}", alice)[0] == 404
+    last = [e for key, e in bus_envelopes(stack) if key == wallet][-1]
+    letter = {"consumer": "read-model-projector", "reason": "test: a dropped batch", "sequenceNumber": "0", "partitionKey": wallet,
+              "data": base64.b64encode(json.dumps(last).encode()).decode()}
+    aws("sqs").send_message(QueueUrl=stack["DeadLetterQueueUrl"], MessageBody=json.dumps(letter))
+
+    env = dict(os.environ, DEAD_LETTER_QUEUE_URL=stack["DeadLetterQueueUrl"], EVENTS_TABLE=stack["EventsTableName"],
+               READ_TABLE=table, IDEMPOTENCY_TABLE=stack["IdempotencyTableName"], EVENT_BUS_STREAM=stack["EventBusStreamName"],
+               TRANSFER_STATE_MACHINE_ARN=stack["TransferStateMachineArn"], CLAIM_STATE_MACHINE_ARN=stack["ClaimStateMachineArn"])
+    done = subprocess.run([str(api.binary), "redrive"], env=env, capture_output=True, text=True, timeout=120)
+    print(done.stdout)
+    assert "messages done" in done.stdout, done.stdout + done.stderr
+    kept = [line for line in done.stdout.splitlines() if line.startswith("  kept ")]
+    assert all("still cannot be read" in line for line in kept), done.stdout
+    assert done.returncode == (1 if kept else 0), done.stderr
+    view = api.expect(200, "GET", f"/api/v2/wallets/{wallet}", alice)
+    assert (view["version"], view["balance"]) == (3, 7)
+    assert len(api.expect(200, "GET", f"/api/v2/wallets/{wallet}/transactions", alice)["items"]) == 1
+    remaining = aws("sqs").receive_message(QueueUrl=stack["DeadLetterQueueUrl"], MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=1).get("Messages", [])
+    assert not any(json.loads(m["Body"]).get("reason") == "test: a dropped batch" for m in remaining)

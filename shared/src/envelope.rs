@@ -45,8 +45,11 @@ impl EventEnvelope {
     }
 
     /// Reads the typed domain event back out of the envelope.
+    /// The event, in the shape the code reads today: events stored under an older
+    /// schema version go through their upcasters first (`crate::upcast`).
     pub fn decode<E: DeserializeOwned>(&self) -> Result<E, serde_json::Error> {
-        decode_event(&self.event_type, &self.data)
+        let (event_type, data) = crate::upcast::to_current(&self.aggregate_type, &self.event_type, self.schema_version, &self.data);
+        decode_event(&event_type, &data)
     }
 }
 

@@ -166,8 +166,11 @@ pub enum WalletEvent {
         kyc_level: KycLevel,
     },
     WalletActivated {},
+    /// Since schema version 2 a suspension has a category; version 1 had the
+    /// reason alone (see [`upcast_suspension_v1`]).
     WalletSuspended {
         reason: String,
+        category: SuspensionCategory,
     },
     WalletReactivated {},
     WalletClosed {
@@ -261,8 +264,45 @@ impl WalletCommand {
     }
 }
 
+/// Why a wallet was suspended, for whoever reviews suspensions (fraud alerts
+/// suspend with a reason `fraud: <rule>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SuspensionCategory {
+    Fraud,
+    Kyc,
+    Other,
+}
+
+impl SuspensionCategory {
+    /// The category a suspension's reason names.
+    pub fn of(reason: &str) -> Self {
+        let reason = reason.to_ascii_lowercase();
+        if reason.starts_with("fraud") {
+            SuspensionCategory::Fraud
+        } else if reason.contains("kyc") {
+            SuspensionCategory::Kyc
+        } else {
+            SuspensionCategory::Other
+        }
+    }
+}
+
+/// Schema 1 → 2: a `WalletSuspended` of version 1 had no category; it is the one
+/// its reason names, as a new suspension's is.
+pub fn upcast_suspension_v1(event_type: &str, mut data: serde_json::Value) -> (String, serde_json::Value) {
+    let reason = data.get("reason").and_then(|r| r.as_str()).unwrap_or_default();
+    let category = serde_json::to_value(SuspensionCategory::of(reason)).expect("a unit enum serialises");
+    if let Some(fields) = data.as_object_mut() {
+        fields.entry("category").or_insert(category);
+    }
+    (event_type.to_string(), data)
+}
+
 impl Aggregate for Wallet {
     const TYPE: &'static str = "wallet";
+    /// 2: `WalletSuspended` has a category.
+    const SCHEMA_VERSION: u32 = 2;
     type Command = WalletCommand;
     type Event = WalletEvent;
 
@@ -309,7 +349,7 @@ impl Aggregate for Wallet {
                 Active | Closed => Err(refuse("activate")),
             },
             WalletCommand::Suspend { reason } => match wallet.status {
-                Active => Ok(vec![WalletEvent::WalletSuspended { reason: reason.clone() }]),
+                Active => Ok(vec![WalletEvent::WalletSuspended { reason: reason.clone(), category: SuspensionCategory::of(reason) }]),
                 _ => Err(refuse("suspend")),
             },
             WalletCommand::Close { reason } => match wallet.status {
@@ -528,7 +568,7 @@ mod tests {
     #[test]
     fn pending_wallets_activate_and_suspended_ones_reactivate() {
         given::<Wallet>(&[created()]).when(&WalletCommand::Activate).then(&[WalletEvent::WalletActivated {}]);
-        let suspended = [created(), WalletEvent::WalletActivated {}, WalletEvent::WalletSuspended { reason: "kyc".into() }];
+        let suspended = [created(), WalletEvent::WalletActivated {}, WalletEvent::WalletSuspended { reason: "kyc".into(), category: SuspensionCategory::Kyc }];
         given::<Wallet>(&suspended).when(&WalletCommand::Activate).then(&[WalletEvent::WalletReactivated {}]);
         given::<Wallet>(&active_with(Money::ZERO)).when(&WalletCommand::Activate).then_refused("INVALID_STATE_TRANSITION");
     }
@@ -537,7 +577,7 @@ mod tests {
     fn only_active_wallets_are_suspended() {
         given::<Wallet>(&active_with(Money::ZERO))
             .when(&WalletCommand::Suspend { reason: "fraud".into() })
-            .then(&[WalletEvent::WalletSuspended { reason: "fraud".into() }]);
+            .then(&[WalletEvent::WalletSuspended { reason: "fraud".into(), category: SuspensionCategory::Fraud }]);
         given::<Wallet>(&[created()]).when(&WalletCommand::Suspend { reason: "fraud".into() }).then_refused("INVALID_STATE_TRANSITION");
     }
 
@@ -563,7 +603,7 @@ mod tests {
     fn credits_and_debits_need_an_active_wallet() {
         given::<Wallet>(&[created()]).when(&WalletCommand::Credit(deposit(egp(5)))).then_refused("WALLET_NOT_ACTIVE");
         let mut suspended = active_with(egp(10));
-        suspended.push(WalletEvent::WalletSuspended { reason: "kyc".into() });
+        suspended.push(WalletEvent::WalletSuspended { reason: "kyc".into(), category: SuspensionCategory::Kyc });
         given::<Wallet>(&suspended).when(&WalletCommand::Debit(payment(egp(5)))).then_refused("WALLET_NOT_ACTIVE");
     }
 
@@ -579,7 +619,7 @@ mod tests {
     #[test]
     fn returned_funds_land_on_a_suspended_wallet_but_not_a_closed_one() {
         let mut suspended = active_with(egp(10));
-        suspended.push(WalletEvent::WalletSuspended { reason: "kyc".into() });
+        suspended.push(WalletEvent::WalletSuspended { reason: "kyc".into(), category: SuspensionCategory::Kyc });
         given::<Wallet>(&suspended).when(&WalletCommand::ReturnFunds(deposit(egp(5)))).then(&[credited(egp(5), egp(15))]);
         let mut closed = active_with(Money::ZERO);
         closed.push(WalletEvent::WalletClosed { reason: None });
@@ -624,7 +664,7 @@ mod tests {
         events
     }
     fn suspended(mut events: Vec<WalletEvent>) -> Vec<WalletEvent> {
-        events.push(WalletEvent::WalletSuspended { reason: "kyc".into() });
+        events.push(WalletEvent::WalletSuspended { reason: "kyc".into(), category: SuspensionCategory::Kyc });
         events
     }
     fn amounts(events: &[WalletEvent]) -> (Money, Money, Money) {

@@ -91,3 +91,27 @@ fn the_saga_starter_may_start_every_saga_it_starts() {
         assert!(block.contains(&format!("        - StepFunctionsExecutionPolicy: {{ StateMachineName: !GetAtt {machine}.Name }}\n")), "{machine}:\n{block}");
     }
 }
+
+/// A function that appends events runs the command service: it reads a stream's
+/// first event (who-may checks, `GetItem` on the events table) and snapshots of long
+/// streams (`GetItem`/`PutItem` on the idempotency table). LocalStack does not
+/// enforce IAM, so only this test stands between a missing action and AWS refusing it.
+#[test]
+fn every_function_that_appends_events_may_read_first_events_and_snapshots() {
+    let template = template();
+    let mut appenders = 0;
+    for binary in binaries() {
+        let block = function_block(&template, &binary);
+        let statement = |resource: &str| -> Option<String> {
+            let at = block.find(&format!("Resource: !GetAtt {resource}.Arn"))?;
+            let action = block[..at].rfind("Action: [")?;
+            Some(block[action..at].to_string())
+        };
+        let Some(events) = statement("EventsTable").filter(|a| a.contains("dynamodb:PutItem")) else { continue };
+        appenders += 1;
+        assert!(events.contains("dynamodb:GetItem"), "{binary}: GetItem on the events table (first events)");
+        let snapshots = statement("IdempotencyTable").unwrap_or_else(|| panic!("{binary}: no access to the idempotency table (snapshots)"));
+        assert!(snapshots.contains("dynamodb:GetItem") && snapshots.contains("dynamodb:PutItem"), "{binary}: GetItem and PutItem on the idempotency table");
+    }
+    assert!(appenders >= 30, "{appenders} functions append events");
+}

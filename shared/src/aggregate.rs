@@ -21,6 +21,17 @@ pub trait Aggregate: Default + Clone + Send + Sync + 'static {
     fn apply_all<'a>(self, events: impl IntoIterator<Item = &'a Self::Event>) -> Self {
         events.into_iter().fold(self, Self::apply)
     }
+
+    /// The state as a snapshot, for aggregates whose streams grow long (a merchant's
+    /// or a sponsor's wallet); `None`: this aggregate is always folded from its events.
+    fn to_snapshot(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// The state a snapshot of this aggregate's current schema version holds.
+    fn from_snapshot(_state: &serde_json::Value) -> Option<Self> {
+        None
+    }
 }
 
 /// Given/when/then for aggregate tests:

@@ -19,7 +19,7 @@ use crate::aggregate::Aggregate;
 use crate::clock::Clock;
 use crate::envelope::{encode_event, stream_id, EventEnvelope, EventMetadata};
 use crate::error::DomainError;
-use crate::ports::{AppendError, Commit, EventStore, IdempotencyRecord, StoreError, StoredResponse, StreamAppend};
+use crate::ports::{AppendError, Commit, EventStore, IdempotencyRecord, Snapshot, StoreError, StoredResponse, StreamAppend};
 use chrono::{DateTime, Duration, Utc};
 use std::any::Any;
 use std::collections::HashMap;
@@ -89,6 +89,8 @@ impl Answer {
 /// How long idempotency records are kept (the contract says at least 24 hours).
 pub const IDEMPOTENCY_TTL: Duration = Duration::hours(24);
 const MAX_ATTEMPTS: u32 = 12;
+/// A stream of an aggregate that keeps snapshots gets one every this many events.
+pub const SNAPSHOT_EVERY: u64 = 200;
 /// Beyond this, the warm cache is dropped and refilled (bounded memory).
 const CACHE_CAPACITY: usize = 100_000;
 /// How long a command waits for another command on the same aggregate before it
@@ -184,6 +186,7 @@ impl CommandService {
             match self.store.append(Commit { streams, idempotency: record }).await {
                 Ok(()) => {
                     uow.remember_states();
+                    self.snapshot_long_streams(&uow).await;
                     return Ok((outcome, response.map(Ok)));
                 }
                 Err(AppendError::VersionConflict { stream_id }) => {
@@ -201,6 +204,23 @@ impl CommandService {
         }
         tracing::warn!(stream_id = %last_conflict, "command gave up after {MAX_ATTEMPTS} conflicting attempts");
         Err(CommandError::Conflict { stream_id: last_conflict })
+    }
+
+    /// Every [`SNAPSHOT_EVERY`] events of a stream, a snapshot of the state the
+    /// commit produced. Best effort: a snapshot that cannot be saved only means a
+    /// longer load later.
+    async fn snapshot_long_streams(&self, uow: &UnitOfWork<'_>) {
+        for tracked in uow.tracked.iter().filter(|t| !t.pending.is_empty()) {
+            let after = tracked.expected_version + tracked.pending.len() as u64;
+            if after / SNAPSHOT_EVERY == tracked.expected_version / SNAPSHOT_EVERY {
+                continue;
+            }
+            let Some(state) = (tracked.to_snapshot)(tracked.state.as_ref()) else { continue };
+            let snapshot = Snapshot { stream_id: tracked.stream_id.clone(), version: after, schema_version: tracked.schema_version, state };
+            if let Err(error) = self.store.save_snapshot(&snapshot).await {
+                tracing::warn!(%error, stream_id = %tracked.stream_id, "cannot save a snapshot; the stream is loaded from its events");
+            }
+        }
     }
 
     fn cached(&self, stream_id: &str) -> Option<CachedState> {
@@ -260,7 +280,13 @@ struct Tracked {
     schema_version: u32,
     expected_version: u64,
     state: Arc<dyn Any + Send + Sync>,
+    /// The aggregate's `to_snapshot`, for a state of unknown type.
+    to_snapshot: fn(&(dyn Any + Send + Sync)) -> Option<serde_json::Value>,
     pending: Vec<EventEnvelope>,
+}
+
+fn to_snapshot<A: Aggregate>(state: &(dyn Any + Send + Sync)) -> Option<serde_json::Value> {
+    state.downcast_ref::<A>().and_then(A::to_snapshot)
 }
 
 /// One attempt at a command: the aggregates it loaded and the events it decided.
@@ -312,6 +338,7 @@ impl<'s> UnitOfWork<'s> {
             schema_version: A::SCHEMA_VERSION,
             expected_version: version,
             state: Arc::new(state.clone()),
+            to_snapshot: to_snapshot::<A>,
             pending: vec![],
         });
         Ok(state)
@@ -403,11 +430,13 @@ impl<'s> UnitOfWork<'s> {
     }
 }
 
-/// Folds a stream read from the store into its current state and version.
+/// Folds a stream read from the store into its current state and version: from its
+/// snapshot when it has one of this aggregate's schema version, else from the start.
 async fn fetch<A: Aggregate>(store: &dyn EventStore, stream: &str) -> Result<(u64, A), StoreError> {
-    let events = store.load(stream, 0).await?;
-    let version = events.last().map_or(0, |e| e.version);
-    let mut state = A::default();
+    let snapshot = store.snapshot(stream).await?.filter(|s| s.schema_version == A::SCHEMA_VERSION);
+    let (from, mut state) = snapshot.and_then(|s| A::from_snapshot(&s.state).map(|state| (s.version, state))).unwrap_or_default();
+    let events = store.load(stream, from).await?;
+    let version = events.last().map_or(from, |e| e.version);
     for envelope in &events {
         let event: A::Event = envelope.decode().map_err(|e| StoreError(format!("{stream} v{}: undecodable {}: {e}", envelope.version, envelope.event_type)))?;
         state = state.apply(&event);

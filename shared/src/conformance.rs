@@ -87,6 +87,20 @@ pub mod event_store {
         assert_eq!(store.first_event(&commit.stream_id).await.unwrap(), Some(commit.events[0].clone()));
     }
 
+    /// For backends that keep snapshots: the newest is kept, an older one never
+    /// replaces it. (A backend without snapshots answers `None` throughout.)
+    pub async fn the_newest_snapshot_is_kept(store: &dyn EventStore) {
+        let stream_id = format!("wallet#{}", Uuid::now_v7());
+        let snapshot =
+            |version: u64| Snapshot { stream_id: stream_id.clone(), version, schema_version: 2, state: serde_json::json!({"v": version, "held": [1, 2]}) };
+        assert_eq!(store.snapshot(&stream_id).await.unwrap(), None);
+        store.save_snapshot(&snapshot(200)).await.unwrap();
+        store.save_snapshot(&snapshot(400)).await.unwrap();
+        store.save_snapshot(&snapshot(200)).await.unwrap();
+        assert_eq!(store.snapshot(&stream_id).await.unwrap(), Some(snapshot(400)));
+        assert_eq!(store.snapshot(&format!("wallet#{}", Uuid::now_v7())).await.unwrap(), None);
+    }
+
     pub async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(store: &dyn EventStore) {
         let id = Uuid::now_v7();
         store.append(Commit { streams: vec![append(id, 0, 2)], idempotency: None }).await.unwrap();
@@ -499,7 +513,7 @@ pub mod execution_store {
 macro_rules! event_store_conformance {
     ($make:expr) => {
         $crate::event_store_conformance!(@tests $make; an_unknown_stream_is_empty, appended_events_load_back_intact_in_version_order,
-            the_first_event_is_version_one_alone,
+            the_first_event_is_version_one_alone, the_newest_snapshot_is_kept,
             a_stale_expected_version_is_a_conflict_and_writes_nothing, a_commit_over_several_streams_is_all_or_nothing,
             the_idempotency_record_is_stored_with_the_events_and_only_once, idempotency_keys_are_scoped_to_the_caller,
             a_version_conflict_does_not_store_the_idempotency_record, a_large_commit_is_atomic, a_stream_without_events_is_a_version_check,

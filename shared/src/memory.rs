@@ -21,6 +21,7 @@ struct EventLog {
     /// Position `i + 1` is `log[i]`: (stream, index in stream).
     log: Vec<(String, usize)>,
     idempotency: HashMap<(String, String), IdempotencyRecord>,
+    snapshots: HashMap<String, Snapshot>,
 }
 
 impl Default for MemoryEventStore {
@@ -34,6 +35,18 @@ impl EventStore for MemoryEventStore {
     async fn load(&self, stream_id: &str, after_version: u64) -> Result<Vec<EventEnvelope>, StoreError> {
         let inner = self.inner.lock().unwrap();
         Ok(inner.streams.get(stream_id).map(|events| events.iter().filter(|e| e.version > after_version).cloned().collect()).unwrap_or_default())
+    }
+
+    async fn snapshot(&self, stream_id: &str) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self.inner.lock().unwrap().snapshots.get(stream_id).cloned())
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        if inner.snapshots.get(&snapshot.stream_id).is_none_or(|kept| kept.version < snapshot.version) {
+            inner.snapshots.insert(snapshot.stream_id.clone(), snapshot.clone());
+        }
+        Ok(())
     }
 
     async fn append(&self, commit: Commit) -> Result<(), AppendError> {

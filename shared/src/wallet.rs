@@ -215,7 +215,8 @@ pub enum WalletEvent {
 /// The reference on the credit that funds a wallet's `initialBalance`.
 pub const INITIAL_BALANCE_REFERENCE: &str = "initial-balance";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct OpenWallet {
     pub id: Uuid,
     pub owner_id: String,
@@ -232,7 +233,7 @@ pub struct OpenWallet {
     pub settled_holds: BTreeSet<Uuid>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Wallet {
     /// No event yet: only `Create` is possible.
     #[default]
@@ -303,6 +304,15 @@ impl Aggregate for Wallet {
     const TYPE: &'static str = "wallet";
     /// 2: `WalletSuspended` has a category.
     const SCHEMA_VERSION: u32 = 2;
+
+    /// Merchant and sponsor wallets collect hundreds of thousands of events.
+    fn to_snapshot(&self) -> Option<serde_json::Value> {
+        Some(serde_json::to_value(self).expect("a wallet serialises"))
+    }
+
+    fn from_snapshot(state: &serde_json::Value) -> Option<Self> {
+        serde_json::from_value(state.clone()).ok()
+    }
     type Command = WalletCommand;
     type Event = WalletEvent;
 

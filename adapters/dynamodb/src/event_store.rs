@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use shared::envelope::EventEnvelope;
-use shared::ports::{AppendError, Commit, EventStore, IdempotencyRecord, StoreError};
+use shared::ports::{AppendError, Commit, EventStore, IdempotencyRecord, Snapshot, StoreError};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
@@ -42,6 +42,14 @@ impl DynamoEventStore {
 
     fn event_key(stream_id: &str, version: u64) -> Item {
         HashMap::from([("streamId".to_string(), s(stream_id)), ("version".to_string(), n(version))])
+    }
+
+    /// Snapshots live in the idempotency table (every command function may already
+    /// read and write it): `snapshot <stream id>`. The space keeps them apart from
+    /// idempotency records, whose keys are a caller's `sub` and `Idempotency-Key`,
+    /// neither of which may contain one.
+    fn snapshot_key(stream_id: &str) -> Item {
+        HashMap::from([("pk".to_string(), s(format!("snapshot {stream_id}")))])
     }
 
     fn idempotency_key(scope: &str, key: &str) -> Item {
@@ -254,6 +262,45 @@ impl EventStore for DynamoEventStore {
             }
         }
         Ok(events)
+    }
+
+    /// One consistent GetItem of the stream's snapshot item.
+    async fn snapshot(&self, stream_id: &str) -> Result<Option<Snapshot>, StoreError> {
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.idempotency_table)
+            .set_key(Some(Self::snapshot_key(stream_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error("reading a snapshot"))?;
+        let Some(mut item) = found.item.filter(|item| !item.is_empty()) else { return Ok(None) };
+        let corrupt = |e: String| StoreError::new(format!("dynamodb: corrupt snapshot of {stream_id}: {e}"));
+        let Some(AttributeValue::S(json)) = item.remove("snapshot") else { return Err(corrupt("no `snapshot`".into())) };
+        serde_json::from_str(&json).map(Some).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// One conditional PutItem: kept unless the stored snapshot is as new or newer.
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let mut item = Self::snapshot_key(&snapshot.stream_id);
+        item.insert("version".into(), n(snapshot.version));
+        item.insert("snapshot".into(), s(serde_json::to_string(snapshot).map_err(StoreError::new)?));
+        let saved = self
+            .client
+            .put_item()
+            .table_name(&self.idempotency_table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR #version < :version")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":version", n(snapshot.version))
+            .send()
+            .await;
+        match saved {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(sdk_error("saving a snapshot")(e)),
+        }
     }
 
     /// One consistent GetItem of the version-1 item.

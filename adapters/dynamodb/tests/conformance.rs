@@ -25,7 +25,7 @@ mod event_store_conformance {
     use super::common;
 
     conformance!(event_store, common::event_store;
-        an_unknown_stream_is_empty, appended_events_load_back_intact_in_version_order, the_first_event_is_version_one_alone,
+        an_unknown_stream_is_empty, appended_events_load_back_intact_in_version_order, the_first_event_is_version_one_alone, the_newest_snapshot_is_kept,
         a_stale_expected_version_is_a_conflict_and_writes_nothing, a_commit_over_several_streams_is_all_or_nothing,
         the_idempotency_record_is_stored_with_the_events_and_only_once, idempotency_keys_are_scoped_to_the_caller,
         a_version_conflict_does_not_store_the_idempotency_record, a_large_commit_is_atomic, a_stream_without_events_is_a_version_check,

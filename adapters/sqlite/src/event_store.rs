@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use shared::envelope::EventEnvelope;
-use shared::ports::{AppendError, Commit, EventFeed, EventStore, IdempotencyRecord, StoreError};
+use shared::ports::{AppendError, Commit, EventFeed, EventStore, IdempotencyRecord, Snapshot, StoreError};
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -64,6 +64,12 @@ CREATE TABLE IF NOT EXISTS idempotency (
 -- The purge of expired records reads this range (expires_at is RFC 3339 in UTC, `+00:00`,
 -- which sorts as text in time order).
 CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at);
+-- The newest snapshot of a long stream (derived data: dropping the table only costs loads).
+CREATE TABLE IF NOT EXISTS snapshots (
+    stream_id TEXT    PRIMARY KEY,
+    version   INTEGER NOT NULL,
+    snapshot  TEXT    NOT NULL -- the Snapshot as JSON
+) WITHOUT ROWID;
 ";
 
 /// [`EventStore`] and [`EventFeed`] on SQLite. See the crate documentation for the
@@ -109,6 +115,11 @@ enum Request {
     Purge {
         now: DateTime<Utc>,
         reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    /// Keep a snapshot unless a newer one is kept already.
+    Snapshot {
+        snapshot: Box<Snapshot>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
 
@@ -203,14 +214,19 @@ fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Request>, head: &watch
     while queue.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
         let mut appends = Vec::with_capacity(batch.len());
         let mut purges = Vec::new();
+        let mut snapshots = Vec::new();
         for request in batch.drain(..) {
             match request {
                 Request::Append(append) => appends.push(append),
                 Request::Purge { now, reply } => purges.push((now, reply)),
+                Request::Snapshot { snapshot, reply } => snapshots.push((snapshot, reply)),
             }
         }
         if !appends.is_empty() {
             group_commit(&conn, appends, head);
+        }
+        for (snapshot, reply) in snapshots {
+            let _ = reply.send(save_snapshot(&conn, &snapshot));
         }
         for (now, reply) in purges {
             let _ = reply.send(purge_expired(&conn, now, Purge::All));
@@ -228,6 +244,20 @@ fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Request>, head: &watch
         }
     }
     tracing::debug!("sqlite event writer stopped");
+}
+
+/// Keeps `snapshot` unless the stream's kept one is newer (`synchronous=FULL` is not
+/// needed for derived data, but the writer's connection is the one that writes).
+fn save_snapshot(conn: &Connection, snapshot: &Snapshot) -> Result<(), StoreError> {
+    let json = serde_json::to_string(snapshot).map_err(StoreError::new)?;
+    let version = i64::try_from(snapshot.version).map_err(StoreError::new)?;
+    conn.prepare_cached(
+        "INSERT INTO snapshots (stream_id, version, snapshot) VALUES (?1, ?2, ?3)
+         ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, snapshot = excluded.snapshot WHERE excluded.version > snapshots.version",
+    )
+    .and_then(|mut stmt| stmt.execute(params![snapshot.stream_id, version, json]))
+    .or_store("saving a snapshot")?;
+    Ok(())
 }
 
 /// How much one purge deletes.
@@ -429,6 +459,27 @@ impl EventStore for SqliteEventStore {
                 }
             })
             .await
+    }
+
+    async fn snapshot(&self, stream_id: &str) -> Result<Option<Snapshot>, StoreError> {
+        let stream_id = stream_id.to_string();
+        self.readers
+            .read(move |conn| {
+                let json: Option<String> = conn
+                    .prepare_cached("SELECT snapshot FROM snapshots WHERE stream_id = ?1")
+                    .and_then(|mut stmt| stmt.query_row(params![stream_id], |row| row.get(0)).optional())
+                    .or_store("reading a snapshot")?;
+                json.map(|json| serde_json::from_str(&json).map_err(corrupt(|| format!("snapshot of {stream_id}")))).transpose()
+            })
+            .await
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let stopped = || StoreError::new("sqlite: the event writer has stopped");
+        let requests = self.requests.as_ref().ok_or_else(stopped)?;
+        let (reply, outcome) = oneshot::channel();
+        requests.send(Request::Snapshot { snapshot: Box::new(snapshot.clone()), reply }).await.map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
     }
 
     async fn append(&self, commit: Commit) -> Result<(), AppendError> {

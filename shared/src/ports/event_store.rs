@@ -22,6 +22,18 @@ pub trait EventStore: Send + Sync {
         Ok(self.load(stream_id, 0).await?.into_iter().next())
     }
 
+    /// The newest snapshot of the stream, if the backend keeps snapshots.
+    async fn snapshot(&self, _stream_id: &str) -> Result<Option<Snapshot>, StoreError> {
+        Ok(None)
+    }
+
+    /// Keeps `snapshot` unless the stream has a newer one already (a backend that
+    /// keeps no snapshots ignores it). Snapshots are derived data: losing one only
+    /// costs a longer load.
+    async fn save_snapshot(&self, _snapshot: &Snapshot) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// The stored outcome of an earlier command with this caller-scoped key.
     async fn idempotency(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
 }
@@ -34,6 +46,18 @@ pub trait EventFeed: Send + Sync {
     async fn read_after(&self, position: u64, limit: usize) -> Result<Vec<(u64, EventEnvelope)>, StoreError>;
     /// The newest position, updated after every commit; a change wakes feed readers.
     fn head(&self) -> tokio::sync::watch::Receiver<u64>;
+}
+
+/// An aggregate's state as of `version`, so that a long stream loads as the
+/// snapshot plus the events after it. It is read only by the code of the same
+/// `schema_version` (the aggregate's); any other ignores it and folds the stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    pub stream_id: String,
+    pub version: u64,
+    pub schema_version: u32,
+    pub state: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -565,4 +565,39 @@ mod tests {
         let again = service.execute_idempotent(&ctx, &request, async |uow| uow.handle::<Wallet>(id, &debit(1_000)).await, respond).await.unwrap();
         assert!(matches!(again, Answer::Replayed(ref r) if r.status == 422));
     }
+
+    #[tokio::test]
+    async fn a_long_stream_loads_from_its_snapshot_and_the_tail_and_a_snapshot_of_another_schema_is_ignored() {
+        let store = Arc::new(MemoryEventStore::default());
+        let warm = CommandService::new(store.clone(), Arc::new(SystemClock));
+        let id = funded_wallet(&warm, 0).await;
+        let credit = WalletCommand::Credit(Movement {
+            amount: Money::from_minor(100),
+            transaction_type: CreditType::Deposit,
+            reference: "r".into(),
+            description: None,
+            currency: None,
+        });
+        for _ in 0..450 {
+            warm.execute(&CommandContext::new("alice", "c"), async |uow| uow.handle::<Wallet>(id, &credit).await).await.unwrap();
+        }
+        let stream = stream_id("wallet", id);
+        let snapshot = store.snapshot(&stream).await.unwrap().expect("snapshotted");
+        assert_eq!((snapshot.version, snapshot.schema_version), (400, Wallet::SCHEMA_VERSION));
+        let folded = store.load(&stream, 0).await.unwrap().iter().fold(Wallet::default(), |w, e| w.apply(&e.decode().unwrap()));
+        let (version, from_snapshot) = fetch::<Wallet>(store.as_ref(), &stream).await.unwrap();
+        assert_eq!((version, &from_snapshot), (452, &folded), "snapshot + tail = the whole fold");
+
+        // A snapshot the code cannot read (another schema version, or unreadable) is ignored.
+        for (schema_version, state) in [(Wallet::SCHEMA_VERSION + 1, snapshot.state.clone()), (Wallet::SCHEMA_VERSION, serde_json::json!("garbage"))] {
+            let other = Arc::new(MemoryEventStore::default());
+            let events = store.load(&stream, 0).await.unwrap();
+            other.append(Commit { streams: vec![StreamAppend { stream_id: stream.clone(), expected_version: 0, events }], idempotency: None }).await.unwrap();
+            other.save_snapshot(&Snapshot { schema_version, state, ..snapshot.clone() }).await.unwrap();
+            assert_eq!(fetch::<Wallet>(other.as_ref(), &stream).await.unwrap(), (452, folded.clone()));
+        }
+        let cold = CommandService::new(store.clone(), Arc::new(SystemClock));
+        let after = cold.execute(&CommandContext::new("alice", "c"), async |uow| uow.handle::<Wallet>(id, &debit(45_000)).await).await.unwrap();
+        assert_eq!(after.open().unwrap().balance, Money::ZERO);
+    }
 }

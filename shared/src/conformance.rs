@@ -593,3 +593,90 @@ macro_rules! execution_store_conformance {
         )*
     };
 }
+
+/// Loading a hot wallet cold, from its whole stream and from its snapshot plus the
+/// tail, on any backend: the figures BENCHMARKS.md quotes.
+pub mod snapshot_load {
+    use super::*;
+    use crate::aggregate::Aggregate;
+    use crate::command::SNAPSHOT_EVERY;
+    use crate::envelope::encode_event;
+    use crate::money::Money;
+    use crate::wallet::{CreditType, Movement, Wallet, WalletEvent};
+    use std::time::{Duration, Instant};
+
+    /// How many events, from `HEALTHPAY_SNAPSHOT_EVENTS` (BENCHMARKS.md uses 100,000).
+    pub fn events(default: u64) -> u64 {
+        std::env::var("HEALTHPAY_SNAPSHOT_EVENTS").ok().and_then(|n| n.parse().ok()).unwrap_or(default)
+    }
+
+    /// A wallet of `count` events (opened, activated, then credits), appended in
+    /// commits of `per_commit`, with the snapshot the command side would have kept.
+    pub async fn seed(store: &dyn EventStore, count: u64, per_commit: usize) -> String {
+        let id = Uuid::now_v7();
+        let stream_id = format!("wallet#{id}");
+        let mut state = Wallet::default();
+        let mut pending = Vec::new();
+        let opening = [
+            WalletEvent::WalletCreated {
+                wallet_id: id,
+                owner_id: "alice".into(),
+                wallet_type: crate::wallet::WalletType::Personal,
+                currency: crate::money::Currency::egp(),
+                kyc_level: crate::wallet::KycLevel::Basic,
+            },
+            WalletEvent::WalletActivated {},
+        ];
+        let mut snapshot = None;
+        for version in 1..=count {
+            let event = match opening.get(version as usize - 1) {
+                Some(event) => event.clone(),
+                None => WalletEvent::WalletCredited {
+                    movement: Movement {
+                        amount: Money::from_minor(100),
+                        transaction_type: CreditType::Deposit,
+                        reference: format!("D-{version}"),
+                        description: None,
+                        currency: None,
+                    },
+                    balance_after: Money::from_minor(100 * (version as i64 - 2)),
+                },
+            };
+            state = state.apply(&event);
+            let (event_type, data) = encode_event(&event);
+            pending.push(EventEnvelope { event_type, data, schema_version: Wallet::SCHEMA_VERSION, ..envelope(id, version) });
+            if version % SNAPSHOT_EVERY == 0 {
+                snapshot =
+                    Some(Snapshot { stream_id: stream_id.clone(), version, schema_version: Wallet::SCHEMA_VERSION, state: state.to_snapshot().unwrap() });
+            }
+            if pending.len() == per_commit || version == count {
+                let expected_version = version - pending.len() as u64;
+                let events = std::mem::take(&mut pending);
+                store
+                    .append(Commit { streams: vec![StreamAppend { stream_id: stream_id.clone(), expected_version, events }], idempotency: None })
+                    .await
+                    .unwrap();
+            }
+        }
+        if let Some(snapshot) = snapshot {
+            store.save_snapshot(&snapshot).await.unwrap();
+        }
+        stream_id
+    }
+
+    /// (the whole stream, snapshot + tail): each the time of a cold load and the
+    /// number of events read; both must give the same wallet.
+    pub async fn measure(store: &dyn EventStore, stream_id: &str) -> ((Duration, usize), (Duration, usize)) {
+        let started = Instant::now();
+        let events = store.load(stream_id, 0).await.unwrap();
+        let whole = events.iter().fold(Wallet::default(), |w, e| w.apply(&e.decode().unwrap()));
+        let full = (started.elapsed(), events.len());
+        let started = Instant::now();
+        let snapshot = store.snapshot(stream_id).await.unwrap().expect("the store keeps snapshots");
+        let tail = store.load(stream_id, snapshot.version).await.unwrap();
+        let from_snapshot = tail.iter().fold(Wallet::from_snapshot(&snapshot.state).unwrap(), |w, e| w.apply(&e.decode().unwrap()));
+        let fast = (started.elapsed(), tail.len());
+        assert_eq!(from_snapshot, whole);
+        (full, fast)
+    }
+}

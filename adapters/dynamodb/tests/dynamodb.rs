@@ -461,3 +461,26 @@ async fn a_batch_of_projections_costs_a_few_requests_and_ends_as_one_at_a_time()
     assert!(again.error.is_none() && again.projected.iter().all(|p| *p != shared::projection::Projected::Applied));
     assert_eq!(store.wallet(wallets[0]).await.unwrap(), memory.wallet(wallets[0]).await.unwrap());
 }
+
+/// A hot wallet loaded cold from DynamoDB: its whole stream (`Query` pages) against
+/// its snapshot plus the tail (BENCHMARKS.md: `HEALTHPAY_SNAPSHOT_EVENTS=100000`).
+#[tokio::test]
+#[ignore = "needs DynamoDB: set HEALTHPAY_DYNAMODB_ENDPOINT (./test.sh does)"]
+async fn a_long_wallet_loads_from_its_snapshot_and_the_tail() {
+    use shared::conformance::snapshot_load;
+    let counter = RequestCounter::new();
+    let fresh = event_store_with(client_for(&endpoint(), Some(&counter))).await;
+    let count = snapshot_load::events(2_000);
+    let stream_id = snapshot_load::seed(&fresh.store, count, 99).await;
+    counter.take();
+    let ((full, full_events), (fast, tail_events)) = snapshot_load::measure(&fresh.store, &stream_id).await;
+    assert_eq!(full_events as u64, count);
+    assert!(tail_events < 200, "{tail_events} events after the snapshot");
+    eprintln!(
+        "dynamodb, {count}-event wallet, cold, {} requests in all: whole stream {:.1} ms ({full_events} events), snapshot + tail {:.1} ms ({tail_events} events): {:.0}x",
+        counter.take(),
+        full.as_secs_f64() * 1e3,
+        fast.as_secs_f64() * 1e3,
+        full.as_secs_f64() / fast.as_secs_f64()
+    );
+}

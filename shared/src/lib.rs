@@ -34,4 +34,5 @@ pub mod prescription;
 pub mod projection;
 pub mod saga;
 pub mod transfer;
+pub mod verify;
 pub mod wallet;

@@ -230,9 +230,12 @@ impl Report {
         out.push_str(&format!("{} events in {} streams ({})\n", self.events, self.streams, kinds.join(", ")));
         for (currency, books) in &self.books {
             out.push_str(&format!("books in {currency}:\n"));
-            let by_type = |types: &BTreeMap<String, i128>| types.iter().map(|(t, v)| format!("{t} {}", amount(*v))).collect::<Vec<_>>().join(", ");
-            out.push_str(&format!("  brought in   {:>18}  ({})\n", amount(books.brought_in), by_type(&books.brought_in_by_type)));
-            out.push_str(&format!("  taken out    {:>18}  ({})\n", amount(books.taken_out), by_type(&books.taken_out_by_type)));
+            let by_type = |types: &BTreeMap<String, i128>| match types.is_empty() {
+                true => String::new(),
+                false => format!("  ({})", types.iter().map(|(t, v)| format!("{t} {}", amount(*v))).collect::<Vec<_>>().join(", ")),
+            };
+            out.push_str(&format!("  brought in   {:>18}{}\n", amount(books.brought_in), by_type(&books.brought_in_by_type)));
+            out.push_str(&format!("  taken out    {:>18}{}\n", amount(books.taken_out), by_type(&books.taken_out_by_type)));
             out.push_str(&format!(
                 "  in wallets   {:>18}  ({} wallets; {} of it held for authorised payments)\n",
                 amount(books.in_wallets),
@@ -855,8 +858,8 @@ fn movement_lines(events: &[EventEnvelope]) -> BTreeMap<u64, TransactionItem> {
 // ------------------------------------------------------------------ running it
 
 /// Every stream of an embedded store, in the order of their first events, read
-/// from its global feed.
-pub async fn streams_in_feed(feed: &dyn EventFeed) -> Result<Vec<String>, StoreError> {
+/// from its global feed; `progress` is told how many events each page held.
+pub async fn streams_in_feed(feed: &dyn EventFeed, progress: &(dyn Fn(u64) + Send + Sync)) -> Result<Vec<String>, StoreError> {
     let mut seen = std::collections::HashSet::new();
     let mut streams = vec![];
     let mut position = 0;
@@ -864,6 +867,7 @@ pub async fn streams_in_feed(feed: &dyn EventFeed) -> Result<Vec<String>, StoreE
         let page = feed.read_after(position, 2_048).await?;
         let Some((last, _)) = page.last() else { return Ok(streams) };
         position = *last;
+        progress(page.len() as u64);
         for (_, e) in page {
             let id = e.stream_id();
             if seen.insert(id.clone()) {
@@ -1168,7 +1172,7 @@ mod tests {
         }
 
         async fn verify_at(&self, now: DateTime<Utc>) -> Report {
-            let streams = streams_in_feed(self.events.as_ref()).await.unwrap();
+            let streams = streams_in_feed(self.events.as_ref(), &|_| {}).await.unwrap();
             verify(self.events.clone(), Some(self.read.clone()), streams, Options::at(now), 4, &|_| {}).await.unwrap()
         }
 
@@ -1177,7 +1181,7 @@ mod tests {
         }
 
         async fn rebuild(&self) -> Rebuilt {
-            let streams = streams_in_feed(self.events.as_ref()).await.unwrap();
+            let streams = streams_in_feed(self.events.as_ref(), &|_| {}).await.unwrap();
             rebuild(self.events.clone(), self.read.clone(), None, streams, 4, &|_| {}).await.unwrap()
         }
     }
@@ -1330,7 +1334,7 @@ mod tests {
     async fn rebuild_fills_in_what_is_missing_and_the_live_projector_then_finds_it_done() {
         let w = world().await;
         let fresh = Arc::new(MemoryReadStore::default());
-        let streams = streams_in_feed(w.events.as_ref()).await.unwrap();
+        let streams = streams_in_feed(w.events.as_ref(), &|_| {}).await.unwrap();
         let rebuilt = rebuild(w.events.clone(), fresh.clone(), None, streams.clone(), 2, &|_| {}).await.unwrap();
         assert_eq!(rebuilt.repaired, streams.len() as u64 - 1, "every aggregate but the prescription has rows");
         for (_, e) in w.events.read_after(0, usize::MAX).await.unwrap() {
@@ -1352,7 +1356,7 @@ mod tests {
         for (_, e) in w.events.read_after(0, usize::MAX).await.unwrap() {
             crate::projection::project(tampered.as_ref(), &e).await.unwrap();
         }
-        let streams = streams_in_feed(w.events.as_ref()).await.unwrap();
+        let streams = streams_in_feed(w.events.as_ref(), &|_| {}).await.unwrap();
         let report = verify(w.events.clone(), Some(tampered.clone()), streams.clone(), Options::at(w.clock.now()), 4, &|_| {}).await.unwrap();
         assert_eq!(report.drifted().into_iter().collect::<Vec<_>>(), vec![format!("wallet#{}", w.alice)]);
         assert!(report.findings[0].detail.starts_with(&format!("history line v{}: amount: stored 1, events say", line.version)), "{}", report.render());
@@ -1484,7 +1488,7 @@ mod tests {
             balance_after: Money::from_minor(after),
         };
         let (store, id) = forged_wallet(&[created, credit(100, 100), credit(50, 170), debit(500, -350)]).await;
-        let streams = streams_in_feed(store.as_ref()).await.unwrap();
+        let streams = streams_in_feed(store.as_ref(), &|_| {}).await.unwrap();
         let report = verify(store, None, streams, Options::at(Utc::now()), 1, &|_| {}).await.unwrap();
         let checks: Vec<(Check, &str)> = report.findings.iter().map(|f| (f.check, f.detail.as_str())).collect();
         assert_eq!(

@@ -11,6 +11,7 @@ pub mod projector;
 pub mod publisher;
 pub mod saga_starter;
 pub mod steps;
+pub mod verify;
 
 /// JSON log lines for CloudWatch; `RUST_LOG` filters (default `info`).
 pub fn init_tracing() {

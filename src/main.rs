@@ -4,12 +4,16 @@
 //! projections and the transfer saga — wiring the same handlers the Lambda
 //! functions use to an embedded store. `healthpay token` mints development JWTs.
 //! `healthpay redrive` puts what the AWS deployment parked back to work.
+//! `healthpay verify` checks the books and the read models against the event store;
+//! `healthpay rebuild` rewrites the read models that differ from their events.
 //! `healthpay bench …` measures it (see BENCHMARKS.md).
 
 mod bench;
 mod dynamodb_stream;
 mod gateway;
+mod maintenance;
 mod metrics;
+mod progress;
 mod redrive;
 mod secret;
 mod server;
@@ -47,6 +51,21 @@ enum Command {
     /// Project again (or start the sagas of) what the AWS deployment's dead-letter
     /// queue holds, once its cause is fixed; deletes what is done.
     Redrive(redrive::RedriveArgs),
+    /// Check the books from the event store alone and against the read models:
+    /// money conserved (brought in − taken out = in wallets + in flight + in
+    /// suspense, per currency), no negative balance, hold or available amount, every
+    /// read model equal to the projection of its events, every saga ended or younger
+    /// than its timeout. Prints a report; exits 1 naming each aggregate that drifted
+    /// (2 if the stores cannot be read). Safe while the server runs (it only reads).
+    Verify(maintenance::VerifyArgs),
+    /// Rebuild read models from the event store, aggregate by aggregate: every row
+    /// that differs from the projection of its events is rewritten. Safe while the
+    /// server (or, on AWS, the projector functions) keeps running: each write is
+    /// guarded by the version the row was read at, exactly like a projector's, so a
+    /// row a projector moved meanwhile is read and rebuilt again, never overwritten
+    /// with an older state, and no event is lost (a projector whose write was
+    /// pre-empted finds its event applied). Exits 1 if something could not be put right.
+    Rebuild(maintenance::RebuildArgs),
     /// Benchmarks: HTTP load, DynamoDB requests per command and the cqrs-es peer,
     /// read-model rebuild (see BENCHMARKS.md).
     Bench {
@@ -80,6 +99,8 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(2)
             }
         },
+        Command::Verify(args) => maintenance::verify(args),
+        Command::Rebuild(args) => maintenance::rebuild(args),
         Command::Bench { command } => bench::run(command),
         Command::Redrive(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");

@@ -12,6 +12,7 @@ pub mod publisher;
 pub mod redrive;
 pub mod saga_starter;
 pub mod steps;
+pub mod verify;
 
 /// JSON log lines for CloudWatch; `RUST_LOG` filters (default `info`).
 pub fn init_tracing() {

@@ -13,6 +13,10 @@
   machine's), since the binaries are built for and run on the host.
 * ``AWS::Serverless::StateMachine`` ``DefinitionUri`` pointing at a local file
   is inlined as ``Definition`` (SAM would upload it to S3).
+* ``AWS::CloudWatch::Alarm`` resources are left out: LocalStack runs here without
+  CloudWatch (``start.sh``'s service list), so they could not be created.  The
+  functions that feed them publish in the embedded metric format (a log line),
+  which needs no CloudWatch API.
 
 Output is JSON (CloudFormation accepts it) on stdout.  Needs PyYAML (present in
 LocalStack's venv and image).
@@ -59,7 +63,11 @@ def localize(template: dict, base: Path, lambda_dir: Path, arch: str) -> dict:
     if isinstance(globals_function, dict) and "Architectures" in globals_function:
         globals_function["Architectures"] = [arch]
     localized = {}
-    for resource in template.get("Resources", {}).values():
+    resources = template.get("Resources", {})
+    for name in [n for n, r in resources.items() if r.get("Type") == "AWS::CloudWatch::Alarm"]:
+        del resources[name]
+        localized["AWS::CloudWatch::Alarm (left out)"] = localized.get("AWS::CloudWatch::Alarm (left out)", 0) + 1
+    for resource in resources.values():
         kind = resource.get("Type")
         props = resource.setdefault("Properties", {})
         if kind == "AWS::Serverless::Function":

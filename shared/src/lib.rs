@@ -35,4 +35,5 @@ pub mod projection;
 pub mod saga;
 pub mod transfer;
 pub mod upcast;
+pub mod verify;
 pub mod wallet;

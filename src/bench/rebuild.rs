@@ -12,22 +12,23 @@
 //!    idempotency unchanged, see `shared::projection::batch`); with `--per-event`,
 //!    `project` one event at a time as the live feed runner does. Reading the next
 //!    batch from the event store overlaps with projecting the current one.
-//! 3. **Check**: for a sample of wallets, the rebuilt view must equal the fold of
-//!    the wallet's events (balance and version), and the history must hold every
-//!    movement.
+//! 3. **Check**: for a sample of wallets, the rebuilt view and history must equal
+//!    what the projectors make of the wallet's events — the comparison
+//!    `healthpay verify` makes (`shared::verify::compare_rows`).
 
 use super::system::{self, CpuMeter};
+use crate::progress::Progress;
 use bench_kit::mix::Rng;
 use bench_kit::report::{rate, thousands};
 use clap::Args;
 use shared::aggregate::Aggregate;
 use shared::envelope::{encode_event, stream_id, EventEnvelope, EventMetadata};
 use shared::money::{Currency, Money};
-use shared::ports::{Checkpoints, Commit, EventFeed, EventStore, StreamAppend, TransactionHistory, WalletViews};
+use shared::ports::{Checkpoints, Commit, EventFeed, EventStore, StreamAppend};
 use shared::projection::batch::project_batch;
 use shared::projection::{project, Projected, ProjectionError};
+use shared::verify::{compare_rows, stored_rows, Options};
 use shared::wallet::*;
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -156,7 +157,7 @@ async fn write_events(store: &Arc<SqliteEventStore>, count: u64, wallets: u64, s
     let mut streams: Vec<Generated> = (0..wallets).map(|i| Generated::new(format!("owner-{}", i % 1_000))).collect();
     let base_time = chrono::Utc::now() - chrono::Duration::days(30);
     let mut written = 0u64;
-    let mut progress = Progress::new("write", count);
+    let progress = Progress::new("write", "events", count);
     while written < count {
         if started.elapsed() > limit {
             return Err(format!("writing the events took longer than {limit:?}; use fewer --events or a larger --time-limit"));
@@ -185,9 +186,9 @@ async fn write_events(store: &Arc<SqliteEventStore>, count: u64, wallets: u64, s
         while let Some(done) = tasks.join_next().await {
             done.map_err(|e| e.to_string())??;
         }
-        progress.show(written, false);
+        progress.set(written);
     }
-    progress.show(written, true);
+    progress.finish();
     Ok((written, started.elapsed()))
 }
 
@@ -295,7 +296,7 @@ async fn replay(events: &Arc<SqliteEventStore>, read: &Arc<SqliteReadStore>, tot
             }
         })
     };
-    let mut progress = Progress::new("replay", total);
+    let progress = Progress::new("replay", "events", total);
     let mut replayed = 0u64;
     let mut finished = true;
     while let Some(batch) = incoming.recv().await {
@@ -314,7 +315,7 @@ async fn replay(events: &Arc<SqliteEventStore>, read: &Arc<SqliteReadStore>, tot
         }
         read.save_checkpoint(CONSUMER, last).await.map_err(|e| e.to_string())?;
         replayed += envelopes.len() as u64;
-        progress.show(replayed, false);
+        progress.set(replayed);
         if started.elapsed() > limit {
             finished = replayed == total;
             break;
@@ -322,7 +323,7 @@ async fn replay(events: &Arc<SqliteEventStore>, read: &Arc<SqliteReadStore>, tot
     }
     let took = started.elapsed();
     reader.abort();
-    progress.show(replayed, true);
+    progress.finish();
     Ok((replayed, took, finished))
 }
 
@@ -360,88 +361,26 @@ async fn check(events: &SqliteEventStore, read: &SqliteReadStore, complete: bool
         if envelope.aggregate_type != Wallet::TYPE || !checked.insert(envelope.aggregate_id) {
             continue;
         }
+        // The rows first, then the events, as `healthpay verify` reads them.
+        let stored = stored_rows(read, Wallet::TYPE, envelope.aggregate_id).await.map_err(|e| e.to_string())?;
         let stream = events.load(&envelope.stream_id(), 0).await.map_err(|e| e.to_string())?;
-        let folded = stream.iter().try_fold(Wallet::default(), |w, e| e.decode::<WalletEvent>().map(|event| w.apply(&event))).map_err(|e| e.to_string())?;
-        let movements = stream.iter().filter(|e| e.event_type == "WalletCredited" || e.event_type == "WalletDebited").count();
-        let view =
-            read.wallet(envelope.aggregate_id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("wallet {} has no view", envelope.aggregate_id))?;
-        let history = read.transactions(envelope.aggregate_id, usize::MAX, None).await.map_err(|e| e.to_string())?;
-        let balance = folded.open().map(|w| w.balance);
-        if Some(view.balance) != balance || view.version != stream.len() as u64 || history.len() != movements {
+        let compared = compare_rows(&envelope.stream_id(), &stream, &stored, &Options::at(chrono::Utc::now())).await;
+        if compared.behind || !compared.findings.is_empty() {
+            let findings: Vec<String> = compared.findings.iter().map(|f| f.detail.clone()).collect();
             return Err(format!(
-                "wallet {}: the view says balance {} at v{} with {} history lines; the events say {balance:?} at v{} with {movements}",
+                "wallet {}: the rebuilt read model {} its events: {}",
                 envelope.aggregate_id,
-                view.balance,
-                view.version,
-                history.len(),
-                stream.len()
+                if compared.behind { "is behind" } else { "differs from" },
+                findings.join("; ")
             ));
         }
     }
-    Ok(format!("{} wallets sampled across the log: view balance, version and history equal to the fold of their events", checked.len()))
-}
-
-/// A progress bar on stderr: redrawn in place on a terminal, a line every 5 s otherwise.
-struct Progress {
-    name: &'static str,
-    total: u64,
-    started: Instant,
-    last: Instant,
-    terminal: bool,
-}
-
-impl Progress {
-    fn new(name: &'static str, total: u64) -> Self {
-        let now = Instant::now();
-        Progress { name, total, started: now, last: now, terminal: std::io::stderr().is_terminal() }
-    }
-
-    fn show(&mut self, done: u64, last: bool) {
-        let every = if self.terminal { Duration::from_millis(250) } else { Duration::from_secs(5) };
-        if !last && self.last.elapsed() < every {
-            return;
-        }
-        self.last = Instant::now();
-        let line = progress_bar(self.name, done, self.total, self.started.elapsed());
-        let mut err = std::io::stderr().lock();
-        let _ = match (self.terminal, last) {
-            (true, false) => write!(err, "\r{line}\x1b[K"),
-            (true, true) => writeln!(err, "\r{line}\x1b[K"),
-            (false, _) => writeln!(err, "{line}"),
-        };
-        let _ = err.flush();
-    }
-}
-
-/// `replay [#########-----------]  450,560/1,000,000 events  48,123 ev/s  eta 11 s`.
-fn progress_bar(name: &str, done: u64, total: u64, elapsed: Duration) -> String {
-    const WIDTH: u64 = 20;
-    let filled = (done.min(total) * WIDTH).checked_div(total).unwrap_or(WIDTH) as usize;
-    let per_second = done as f64 / elapsed.as_secs_f64().max(1e-9);
-    let eta = if done >= total || per_second <= 0.0 { String::new() } else { format!("  eta {:.0} s", (total - done) as f64 / per_second) };
-    format!(
-        "{name:<7}[{}{}] {:>9}/{} events {:>9} ev/s{eta}",
-        "#".repeat(filled),
-        "-".repeat(WIDTH as usize - filled),
-        thousands(done),
-        thousands(total),
-        rate(per_second)
-    )
+    Ok(format!("{} wallets sampled across the log: view and history equal to the projection of their events (shared::verify)", checked.len()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_progress_bar_fills_with_the_work() {
-        assert_eq!(progress_bar("replay", 0, 1_000, Duration::from_secs(1)), "replay [--------------------]         0/1,000 events       0.0 ev/s");
-        assert_eq!(
-            progress_bar("replay", 500_000, 1_000_000, Duration::from_secs(10)),
-            "replay [##########----------]   500,000/1,000,000 events    50,000 ev/s  eta 10 s"
-        );
-        assert!(progress_bar("write", 1_000, 1_000, Duration::from_secs(2)).starts_with("write  [####################]"));
-    }
 
     #[test]
     fn generated_streams_are_valid_histories_of_the_aggregate() {

@@ -29,6 +29,12 @@ impl EventStore for Counting {
     async fn first_event(&self, stream_id: &str) -> Result<Option<EventEnvelope>, StoreError> {
         self.inner.first_event(stream_id).await
     }
+    async fn snapshot(&self, stream_id: &str) -> Result<Option<crate::ports::Snapshot>, StoreError> {
+        self.inner.snapshot(stream_id).await
+    }
+    async fn save_snapshot(&self, snapshot: &crate::ports::Snapshot) -> Result<(), StoreError> {
+        self.inner.save_snapshot(snapshot).await
+    }
     async fn append(&self, commit: Commit) -> Result<(), AppendError> {
         self.inner.append(commit).await
     }

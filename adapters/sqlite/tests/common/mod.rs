@@ -64,6 +64,15 @@ impl<S: EventStore> EventStore for Fresh<S> {
     async fn load(&self, stream_id: &str, after_version: u64) -> Result<Vec<EventEnvelope>, StoreError> {
         self.store.load(stream_id, after_version).await
     }
+    async fn first_event(&self, stream_id: &str) -> Result<Option<EventEnvelope>, StoreError> {
+        self.store.first_event(stream_id).await
+    }
+    async fn snapshot(&self, stream_id: &str) -> Result<Option<Snapshot>, StoreError> {
+        self.store.snapshot(stream_id).await
+    }
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.store.save_snapshot(snapshot).await
+    }
     async fn append(&self, commit: Commit) -> Result<(), AppendError> {
         self.store.append(commit).await
     }

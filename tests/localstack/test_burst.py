@@ -183,3 +183,89 @@ def test_healthpay_redrive_projects_what_was_parked_and_deletes_it(api, stack):
     assert len(api.expect(200, "GET", f"/api/v2/wallets/{wallet}/transactions", alice)["items"]) == 1
     remaining = aws("sqs").receive_message(QueueUrl=stack["DeadLetterQueueUrl"], MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=1).get("Messages", [])
     assert not any(json.loads(m["Body"]).get("reason") == "test: a dropped batch" for m in remaining)
+
+
+def test_killing_function_processes_mid_burst_leaves_the_books_verified_clean(api, stack):
+    """Function processes (commands, saga steps, the projector, the publisher) are
+    SIGKILLed at random while transfers and claims run; clients retry with their
+    Idempotency-Key as real ones do. Once the retries and sagas are done,
+    `healthpay verify --backend dynamodb` finds the books and every view exact."""
+    import os
+    import signal
+    import subprocess
+    import threading
+
+    rng = random.Random(11)
+    tag = uuid.uuid4()
+    users = [api.token(f"kill-{tag}-{i}") for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        wallets = list(pool.map(lambda token: api.wallet(token, funds=500), users))
+    scene = Scene(api, patient_funds=5000, coverage=50, limit=100000)
+    stop = threading.Event()
+    killed = []
+
+    def killer():
+        functions = os.path.join("localstack", ".state", "functions") + os.sep
+        while not stop.wait(0.4):
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                        command = cmdline.read().decode(errors="replace")
+                except OSError:
+                    continue
+                if functions in command and "authorizer" not in command and rng.random() < 0.3:
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                        killed.append(command.split(functions)[1].split(os.sep)[0])
+                    except OSError:
+                        pass
+
+    def retried(method, path, token, body, key):
+        for attempt in range(8):
+            status, reply, _ = api.call(method, path, token, body, {"Idempotency-Key": key})
+            if status < 500:
+                return status, reply
+            time.sleep(0.5 * (attempt + 1))
+        raise AssertionError(f"{path} kept failing: {status} {reply}")
+
+    def transfer(i):
+        source = i % len(users)
+        body = {"sourceWalletId": wallets[source], "destinationWalletId": wallets[(source + 1 + i % 7) % len(users)], "amount": 1 + i % 3, "reference": f"K-{i}"}
+        status, reply = retried("POST", "/api/v2/commands/transfers", users[source], body, f"kill-{tag}-t{i}")
+        assert status == 202, reply
+        return reply["transferId"]
+
+    def claim(i):
+        body = {"medcardId": scene.medcard, "beneficiaryId": scene.beneficiary, "prescriptionId": f"RX-K-{tag}-{i}",
+                "pharmacyWalletId": scene.pharmacy_wallet, "patientWalletId": scene.patient_wallet, "items": ITEMS}
+        status, reply = retried("POST", "/api/v2/commands/claims/prescriptions", scene.pharmacy, body, f"kill-{tag}-c{i}")
+        assert status == 202, reply
+        return reply["claimId"]
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            transfers = list(pool.map(transfer, range(60)))
+            claims = list(pool.map(claim, range(4)))
+    finally:
+        stop.set()
+        thread.join()
+    print(f"\nkilled {len(killed)} function processes mid-burst: {sorted(set(killed))}")
+    assert killed, "the burst ran while function processes were being killed"
+
+    admin = api.token("ops", "admin")
+    for transfer_id in transfers:
+        api.eventually(admin, f"/api/v2/transfers/{transfer_id}", lambda t: t["status"] in ("COMPLETED", "FAILED"), within=300)
+    for claim_id in claims:
+        scene.settled(claim_id)
+    for wallet, token in zip(wallets, users):
+        truth = api.expect(200, "GET", f"/api/v2/wallets/{wallet}/balance", admin)
+        api.eventually(token, f"/api/v2/wallets/{wallet}", lambda w: w["version"] == truth["version"], within=180)
+    verify = subprocess.run([str(api.binary), "verify", "--backend", "dynamodb", "--events-table", stack["EventsTableName"], "--read-table", stack["ReadModelTableName"]],
+                            env=dict(os.environ, HEALTHPAY_DYNAMODB_ENDPOINT=os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")),
+                            capture_output=True, text=True, timeout=600)
+    print(verify.stdout[-2000:])
+    assert verify.returncode == 0, verify.stdout[-4000:] + verify.stderr[-2000:]

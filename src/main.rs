@@ -3,6 +3,7 @@
 //! `healthpay serve` runs the whole system in one process — every API route, the
 //! projections and the transfer saga — wiring the same handlers the Lambda
 //! functions use to an embedded store. `healthpay token` mints development JWTs.
+//! `healthpay openapi` prints (or writes) the API's OpenAPI document.
 //! `healthpay bench …` measures it (see BENCHMARKS.md).
 
 mod bench;
@@ -42,6 +43,13 @@ enum Command {
         #[arg(long, default_value_t = 24)]
         ttl_hours: i64,
     },
+    /// Print the OpenAPI 3.1 document of the HTTP API (generated from the code; the
+    /// committed copy is docs/openapi.json, which a test holds equal to it).
+    Openapi {
+        /// Write it to this file instead of standard output (e.g. docs/openapi.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Benchmarks: HTTP load, DynamoDB requests per command and the cqrs-es peer,
     /// read-model rebuild (see BENCHMARKS.md).
     Bench {
@@ -75,6 +83,23 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(2)
             }
         },
+        Command::Openapi { out } => {
+            let document = api::openapi::to_json();
+            let written = match &out {
+                Some(path) => std::fs::write(path, document).map_err(|e| format!("cannot write {}: {e}", path.display())),
+                None => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(document.as_bytes()).map_err(|e| e.to_string())
+                }
+            };
+            match written {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("healthpay openapi: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
         Command::Bench { command } => bench::run(command),
     }
 }

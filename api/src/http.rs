@@ -26,8 +26,9 @@ pub struct Success {
 }
 
 impl Success {
-    pub fn ok(body: serde_json::Value) -> Self {
-        Success { status: 200, body, headers: vec![] }
+    /// A 200 with `body` (a response struct of this crate: its schema is in the document).
+    pub fn ok(body: impl serde::Serialize) -> Self {
+        Success { status: 200, body: serde_json::to_value(body).expect("a response body serialises"), headers: vec![] }
     }
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = status;

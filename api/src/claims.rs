@@ -4,7 +4,7 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http::{amount, parse_uuid, text, Incoming, Success};
+use crate::http::{amount, parse_uuid, text, whole_number, Incoming, Success};
 use crate::medcards::{may_read_card, readable_card};
 use crate::queries::{ok, owns_wallet, page_limit};
 use crate::schema::{Amount, ClaimStage, ClaimStatus, InsuranceClaimStatus, RequestAmount, SuspendedRefundKind, Timestamp};
@@ -58,7 +58,7 @@ pub(crate) struct PrescriptionItemBody {
     #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     drug_name: String,
     #[schema(value_type = u32, minimum = 1, maximum = 4294967295u64)]
-    quantity: serde_json::Number,
+    quantity: Box<RawValue>,
     #[schema(value_type = RequestAmount)]
     unit_price: Box<RawValue>,
 }
@@ -66,12 +66,9 @@ pub(crate) struct PrescriptionItemBody {
 impl PrescriptionItemBody {
     fn item(&self, index: usize) -> Result<ClaimItem, ApiError> {
         let field = |name: &str| format!("items[{index}].{name}");
-        let quantity = self
-            .quantity
-            .as_u64()
-            .filter(|q| *q > 0)
-            .and_then(|q| u32::try_from(q).ok())
-            .ok_or_else(|| ApiError::validation(format!("{} must be a whole number greater than 0, got {}", field("quantity"), self.quantity)))?;
+        let quantity = whole_number(&self.quantity, 1, u32::MAX.into())
+            .ok_or_else(|| ApiError::validation(format!("{} must be a whole number greater than 0, got {}", field("quantity"), self.quantity.get())))?
+            as u32;
         Ok(ClaimItem {
             drug_code: text(&field("drugCode"), &self.drug_code, ID_MAX)?,
             drug_name: text(&field("drugName"), &self.drug_name, ID_MAX)?,

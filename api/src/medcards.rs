@@ -7,7 +7,7 @@
 
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
-use crate::http::{amount, parse_uuid, text, Incoming, Success};
+use crate::http::{amount, parse_uuid, text, whole_number, Incoming, Success};
 use crate::queries::{ok, owns_wallet};
 use crate::schema::{Amount, MedCardStatus, RequestAmount, Timestamp};
 use crate::App;
@@ -38,7 +38,7 @@ pub(crate) struct IssueMedCardBody {
     #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     plan_name: String,
     #[schema(value_type = u8, minimum = 0, maximum = 100)]
-    coverage_percent: serde_json::Number,
+    coverage_percent: Box<RawValue>,
     #[schema(value_type = RequestAmount)]
     monthly_limit: Box<RawValue>,
     #[schema(format = DateTime)]
@@ -50,11 +50,9 @@ pub async fn issue(app: &App, incoming: &Incoming) -> Result<StoredResponse, Api
     let holder_id = text("holderId", &body.holder_id, NAME_MAX)?;
     let sponsor_wallet_id = parse_uuid("sponsorWalletId", &body.sponsor_wallet_id)?;
     let plan_name = text("planName", &body.plan_name, NAME_MAX)?;
-    let coverage_percent =
-        body.coverage_percent
-            .as_u64()
-            .filter(|p| *p <= 100)
-            .ok_or_else(|| ApiError::validation(format!("coveragePercent must be an integer from 0 to 100, got {}", body.coverage_percent)))? as u8;
+    let coverage_percent = whole_number(&body.coverage_percent, 0, 100)
+        .ok_or_else(|| ApiError::validation(format!("coveragePercent must be an integer from 0 to 100, got {}", body.coverage_percent.get())))?
+        as u8;
     let monthly_limit = amount("monthlyLimit", &body.monthly_limit)?;
     let expires_at = timestamp("expiresAt", &body.expires_at)?;
     let issue = CardIssue { holder_id, sponsor_wallet: WalletId(sponsor_wallet_id), plan_name, coverage_percent, monthly_limit, expires_at };

@@ -49,6 +49,10 @@ enum Command {
         /// Write it to this file instead of standard output (e.g. docs/openapi.json).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The same document in the OpenAPI 3.0 dialect, which API Gateway's REST API
+        /// import reads (it does not read 3.1).
+        #[arg(long)]
+        api_gateway: bool,
     },
     /// Benchmarks: HTTP load, DynamoDB requests per command and the cqrs-es peer,
     /// read-model rebuild (see BENCHMARKS.md).
@@ -83,8 +87,12 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(2)
             }
         },
-        Command::Openapi { out } => {
-            let document = api::openapi::to_json();
+        Command::Openapi { out, api_gateway } => {
+            let document = if api_gateway {
+                serde_json::to_string_pretty(&api::openapi::api_gateway_document()).expect("the document serialises") + "\n"
+            } else {
+                api::openapi::to_json()
+            };
             let written = match &out {
                 Some(path) => std::fs::write(path, document).map_err(|e| format!("cannot write {}: {e}", path.display())),
                 None => {

@@ -529,6 +529,72 @@ pub fn to_json() -> String {
     json
 }
 
+/// The document in the OpenAPI 3.0 dialect, for an import into API Gateway (REST
+/// APIs import OpenAPI 2.0 and 3.0, not 3.1): `nullable` instead of `null` types,
+/// boolean `exclusiveMinimum`, one `example` per schema, bare `$ref`s, no links and no
+/// `propertyNames`. Same
+/// paths (API Gateway's `{param}` syntax), operations, parameters and schemas.
+pub fn api_gateway_document() -> serde_json::Value {
+    use serde_json::Value;
+    fn downgrade(value: &mut Value) {
+        match value {
+            Value::Array(items) => items.iter_mut().for_each(downgrade),
+            Value::Object(map) => {
+                map.values_mut().for_each(downgrade);
+                map.remove("links");
+                map.remove("propertyNames");
+                // `{"type": ["string", "null"]}` → `{"type": "string", "nullable": true}`
+                if let Some(Value::Array(types)) = map.get("type") {
+                    let others: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+                    if others.len() < types.len() {
+                        map.insert("nullable".into(), Value::Bool(true));
+                    }
+                    if let [only] = others.as_slice() {
+                        map.insert("type".into(), only.clone());
+                    }
+                }
+                // `{"oneOf": [X, {"type": "null"}]}` → X, nullable
+                if let Some(Value::Array(choices)) = map.get("oneOf") {
+                    let null = serde_json::json!({"type": "null"});
+                    if choices.len() == 2 && choices.contains(&null) {
+                        let mut other = choices.iter().find(|c| **c != null).cloned().expect("two choices");
+                        map.remove("oneOf");
+                        if let Some(reference) = other.get("$ref").cloned() {
+                            other = serde_json::json!({"allOf": [{"$ref": reference}]});
+                        }
+                        if let Value::Object(other) = other {
+                            map.extend(other);
+                        }
+                        map.insert("nullable".into(), Value::Bool(true));
+                    }
+                }
+                // A `$ref` has no siblings in 3.0.
+                if map.contains_key("$ref") {
+                    map.retain(|key, _| key == "$ref");
+                }
+                if let Some(bound) = map.get("exclusiveMinimum").filter(|b| b.is_number()).cloned() {
+                    map.insert("minimum".into(), bound);
+                    map.insert("exclusiveMinimum".into(), Value::Bool(true));
+                }
+                if let Some(Value::Array(examples)) = map.get("examples") {
+                    if let Some(first) = examples.first().cloned() {
+                        map.insert("example".into(), first);
+                    }
+                    map.remove("examples");
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut document = serde_json::to_value(document()).expect("the document serialises");
+    downgrade(&mut document);
+    document["openapi"] = "3.0.3".into();
+    if let Some(license) = document["info"]["license"].as_object_mut() {
+        license.remove("identifier");
+    }
+    document
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -597,6 +663,38 @@ mod tests {
                 assert_eq!(names, wanted, "{route:?} → {target:?}");
             }
         }
+    }
+
+    /// What API Gateway's importer would refuse or misread: OpenAPI 3.1 constructs.
+    #[test]
+    fn the_api_gateway_variant_is_openapi_3_0() {
+        fn check(path: &str, value: &Value) {
+            match value {
+                Value::Object(map) => {
+                    assert!(!map.get("type").is_some_and(|t| t.is_array() || t == "null"), "{path}: a 3.1 type {map:?}");
+                    assert!(!map.get("exclusiveMinimum").is_some_and(Value::is_number), "{path}: numeric exclusiveMinimum");
+                    assert!(!map.contains_key("links") && !map.contains_key("propertyNames"), "{path}: links or propertyNames");
+                    if map.contains_key("$ref") {
+                        assert_eq!(map.len(), 1, "{path}: $ref with siblings");
+                    }
+                    if map.contains_key("type") || map.contains_key("$ref") {
+                        assert!(!map.contains_key("examples"), "{path}: examples in a schema");
+                    }
+                    map.iter().for_each(|(k, v)| check(&format!("{path}/{k}"), v));
+                }
+                Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| check(&format!("{path}/{i}"), v)),
+                _ => {}
+            }
+        }
+        let doc = api_gateway_document();
+        assert_eq!(doc["openapi"], "3.0.3");
+        check("", &doc);
+        let full: Value = serde_json::from_str(&to_json()).unwrap();
+        assert_eq!(doc["paths"].as_object().unwrap().keys().collect::<Vec<_>>(), full["paths"].as_object().unwrap().keys().collect::<Vec<_>>());
+        let claim = &doc["components"]["schemas"]["ClaimReply"]["properties"];
+        assert_eq!(claim["coveredAmount"], serde_json::json!({"allOf": [{"$ref": "#/components/schemas/Money"}], "nullable": true}));
+        assert_eq!(claim["rejectionReason"]["nullable"], true);
+        assert_eq!(doc["components"]["schemas"]["Amount"]["exclusiveMinimum"], true);
     }
 
     /// Every `$ref` names a schema of the components.

@@ -6,6 +6,7 @@
 //! `healthpay redrive` puts what the AWS deployment parked back to work.
 //! `healthpay verify` checks the books and the read models against the event store;
 //! `healthpay rebuild` rewrites the read models that differ from their events.
+//! `healthpay openapi` prints (or writes) the API's OpenAPI document.
 //! `healthpay bench …` measures it (see BENCHMARKS.md).
 
 mod bench;
@@ -66,6 +67,17 @@ enum Command {
     /// with an older state, and no event is lost (a projector whose write was
     /// pre-empted finds its event applied). Exits 1 if something could not be put right.
     Rebuild(maintenance::RebuildArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API (generated from the code; the
+    /// committed copy is docs/openapi.json, which a test holds equal to it).
+    Openapi {
+        /// Write it to this file instead of standard output (e.g. docs/openapi.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The same document in the OpenAPI 3.0 dialect, which API Gateway's REST API
+        /// import reads (it does not read 3.1).
+        #[arg(long)]
+        api_gateway: bool,
+    },
     /// Benchmarks: HTTP load, DynamoDB requests per command and the cqrs-es peer,
     /// read-model rebuild (see BENCHMARKS.md).
     Bench {
@@ -101,6 +113,27 @@ fn main() -> std::process::ExitCode {
         },
         Command::Verify(args) => maintenance::verify(args),
         Command::Rebuild(args) => maintenance::rebuild(args),
+        Command::Openapi { out, api_gateway } => {
+            let document = if api_gateway {
+                serde_json::to_string_pretty(&api::openapi::api_gateway_document()).expect("the document serialises") + "\n"
+            } else {
+                api::openapi::to_json()
+            };
+            let written = match &out {
+                Some(path) => std::fs::write(path, document).map_err(|e| format!("cannot write {}: {e}", path.display())),
+                None => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(document.as_bytes()).map_err(|e| e.to_string())
+                }
+            };
+            match written {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("healthpay openapi: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
         Command::Bench { command } => bench::run(command),
         Command::Redrive(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");

@@ -391,6 +391,9 @@ fn router(gateway: Arc<Gateway>, metrics: Arc<Metrics>) -> axum::Router {
     let openmetrics = [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")];
     router
         .route("/metrics", axum::routing::get(move || async move { (openmetrics, metrics.render()) }))
+        // The OpenAPI document at /openapi.json and Swagger UI at /docs (its assets are
+        // compiled into the binary: utoipa-swagger-ui's `vendored` feature).
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", api::openapi::document()))
         // A known path with another method is "no route" too, as API Gateway answers it.
         .method_not_allowed_fallback(not_found)
         .fallback(not_found)

@@ -1,7 +1,9 @@
 //! The contract's error body, and how every failure maps onto it.
 
+use serde::Serialize;
 use shared::command::CommandError;
 use shared::error::DomainError;
+use utoipa::ToSchema;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -34,14 +36,38 @@ impl ApiError {
 
     /// The JSON error body of the contract.
     pub fn body(&self, timestamp: &str, correlation_id: &str) -> serde_json::Value {
-        serde_json::json!({
-            "statusCode": self.status,
-            "error": self.code,
-            "message": self.message,
-            "timestamp": timestamp,
-            "correlationId": correlation_id,
-        })
+        let body = ErrorBody {
+            status_code: self.status,
+            error: self.code.to_string(),
+            message: self.message.clone(),
+            timestamp: timestamp.to_string(),
+            correlation_id: correlation_id.to_string(),
+        };
+        serde_json::to_value(body).expect("an error body serialises")
     }
+}
+
+/// Every error's body, whatever its status.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(
+    title = "Error",
+    example = json!({"statusCode": 422, "error": "INSUFFICIENT_FUNDS", "message": "wallet 0190… has 100 EGP available, the debit needs 250 EGP", "timestamp": "2026-11-21T10:00:00.000Z", "correlationId": "0190d5e2-7f1c-7a51-9d0b-1f9a1c2b3d4e"})
+)]
+pub struct ErrorBody {
+    /// The HTTP status, repeated.
+    #[schema(minimum = 400, maximum = 599)]
+    pub status_code: u16,
+    /// A stable code: VALIDATION_ERROR, UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, REQUEST_TIMEOUT, ALREADY_EXISTS, CONCURRENCY_CONFLICT, INSUFFICIENT_FUNDS, WALLET_NOT_ACTIVE, INVALID_STATE_TRANSITION, CURRENCY_MISMATCH, SAME_WALLET, LIMIT_EXCEEDED, IDEMPOTENCY_KEY_REUSED, RATE_LIMITED, INTERNAL, or another business rule's code.
+    #[schema(examples("INSUFFICIENT_FUNDS"))]
+    pub error: String,
+    /// What went wrong, for a person; never internals.
+    pub message: String,
+    /// When the request was received (RFC 3339, UTC).
+    #[schema(format = DateTime)]
+    pub timestamp: String,
+    /// The request's correlation id (X-Correlation-Id); on a replayed answer, the first request's.
+    pub correlation_id: String,
 }
 
 impl From<DomainError> for ApiError {

@@ -26,8 +26,9 @@ pub struct Success {
 }
 
 impl Success {
-    pub fn ok(body: serde_json::Value) -> Self {
-        Success { status: 200, body, headers: vec![] }
+    /// A 200 with `body` (a response struct of this crate: its schema is in the document).
+    pub fn ok(body: impl serde::Serialize) -> Self {
+        Success { status: 200, body: serde_json::to_value(body).expect("a response body serialises"), headers: vec![] }
     }
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = status;
@@ -184,6 +185,15 @@ pub fn amount(field: &str, raw: &serde_json::value::RawValue) -> Result<Money, A
     Money::parse_amount(raw.get()).map_err(|e| ApiError::validation(format!("{field}: {e}")))
 }
 
+/// A whole number from `min` to `max`. Like an amount's, its value counts, not its
+/// spelling: `2`, `2.0` and `2e0` are all 2 (JSON Schema's `integer` says the same);
+/// `2.5` is not a whole number.
+pub fn whole_number(raw: &serde_json::value::RawValue, min: u64, max: u64) -> Option<u64> {
+    let minor = Money::parse_decimal(raw.get()).ok()?.minor();
+    let whole = (minor % 100 == 0).then_some(minor / 100)?;
+    u64::try_from(whole).ok().filter(|n| (min..=max).contains(n))
+}
+
 /// A required, bounded, non-blank text field.
 pub fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
     let trimmed = value.trim();
@@ -218,6 +228,17 @@ mod tests {
     fn body_of(content_type: &str, body: &str) -> Incoming {
         let request = lambda_http::http::Request::builder().header("content-type", content_type).body(Body::from(body)).unwrap();
         Incoming::new(request, chrono::Utc::now())
+    }
+
+    #[test]
+    fn a_whole_number_is_its_value_whatever_its_spelling() {
+        let raw = |text: &str| serde_json::value::RawValue::from_string(text.to_string()).unwrap();
+        for (text, expected) in [("2", Some(2)), ("2.0", Some(2)), ("2e0", Some(2)), ("0.2e1", Some(2)), ("2.5", None), ("0", None), ("101", None)] {
+            assert_eq!(whole_number(&raw(text), 1, 100), expected, "{text}");
+        }
+        for text in ["\"2\"", "true", "-1", "1e400", "2.0000000000000001"] {
+            assert_eq!(whole_number(&raw(text), 0, u64::MAX), None, "{text}");
+        }
     }
 
     #[derive(Debug, serde::Deserialize)]

@@ -10,9 +10,11 @@ pub mod claims;
 pub mod error;
 pub mod http;
 pub mod medcards;
+pub mod openapi;
 pub mod payments;
 pub mod queries;
 pub mod routes;
+pub mod schema;
 pub mod transfers;
 pub mod wallets;
 
@@ -118,12 +120,29 @@ async fn health(app: &App, _: &Incoming) -> Result<StoredResponse, ApiError> {
             tracing::warn!(component = %name, details = %details, "health check: component unhealthy");
         }
     }
-    let body = serde_json::json!({
-        "status": status(healthy),
-        "version": env!("CARGO_PKG_VERSION"),
-        "components": components.iter().map(|(name, ok, _)| (name.clone(), serde_json::json!({"status": status(*ok)}))).collect::<serde_json::Map<_, _>>(),
-    });
-    Ok(StoredResponse { status: if healthy { 200 } else { 503 }, body: body.to_string(), headers: vec![] })
+    let body = HealthReply {
+        status: status(healthy),
+        version: env!("CARGO_PKG_VERSION"),
+        components: components.iter().map(|(name, ok, _)| (name.clone(), ComponentHealth { status: status(*ok) })).collect(),
+    };
+    Ok(StoredResponse { status: if healthy { 200 } else { 503 }, ..queries::ok(body) })
+}
+
+/// `GET /health`: healthy or not, overall and per component.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct HealthReply {
+    #[schema(value_type = schema::HealthStatus)]
+    status: &'static str,
+    /// The server's version.
+    version: &'static str,
+    /// By component (`eventStore`, `readStore`, `projections`, …).
+    components: std::collections::BTreeMap<String, ComponentHealth>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ComponentHealth {
+    #[schema(value_type = schema::HealthStatus)]
+    status: &'static str,
 }
 
 /// `ok`, or the error code of an error body (for metrics).

@@ -7,45 +7,52 @@
 
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
-use crate::http::{amount, parse_uuid, text, Incoming, Success};
+use crate::http::{amount, parse_uuid, text, whole_number, Incoming, Success};
 use crate::queries::{ok, owns_wallet};
+use crate::schema::{Amount, MedCardStatus, RequestAmount, Timestamp};
 use crate::App;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
 use shared::app::{CardIssue, CardOrder, Receipt};
 use shared::ids::{BeneficiaryId, MedCardId, WalletId};
 use shared::medcard::{Beneficiary, MedCard, Month};
 use shared::ports::StoredResponse;
 use shared::projection::medcard::CardView;
 use shared::projection::read_view;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 const NAME_MAX: usize = 128;
 const REASON_MAX: usize = 512;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "a JSON object")]
-struct IssueBody {
+pub(crate) struct IssueMedCardBody {
+    /// The card holder's user id (a token's `sub`).
+    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     holder_id: String,
+    /// A wallet of the insurer that issues the card: it pays the covered share.
+    #[schema(format = Uuid)]
     sponsor_wallet_id: String,
+    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     plan_name: String,
-    coverage_percent: serde_json::Number,
+    #[schema(value_type = u8, minimum = 0, maximum = 100)]
+    coverage_percent: Box<RawValue>,
+    #[schema(value_type = RequestAmount)]
     monthly_limit: Box<RawValue>,
+    #[schema(format = DateTime)]
     expires_at: String,
 }
 
 pub async fn issue(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
-    let body: IssueBody = incoming.json()?;
+    let body: IssueMedCardBody = incoming.json()?;
     let holder_id = text("holderId", &body.holder_id, NAME_MAX)?;
     let sponsor_wallet_id = parse_uuid("sponsorWalletId", &body.sponsor_wallet_id)?;
     let plan_name = text("planName", &body.plan_name, NAME_MAX)?;
-    let coverage_percent =
-        body.coverage_percent
-            .as_u64()
-            .filter(|p| *p <= 100)
-            .ok_or_else(|| ApiError::validation(format!("coveragePercent must be an integer from 0 to 100, got {}", body.coverage_percent)))? as u8;
+    let coverage_percent = whole_number(&body.coverage_percent, 0, 100)
+        .ok_or_else(|| ApiError::validation(format!("coveragePercent must be an integer from 0 to 100, got {}", body.coverage_percent.get())))?
+        as u8;
     let monthly_limit = amount("monthlyLimit", &body.monthly_limit)?;
     let expires_at = timestamp("expiresAt", &body.expires_at)?;
     let issue = CardIssue { holder_id, sponsor_wallet: WalletId(sponsor_wallet_id), plan_name, coverage_percent, monthly_limit, expires_at };
@@ -62,14 +69,15 @@ pub async fn activate(app: &App, incoming: &Incoming) -> Result<StoredResponse, 
     on_card(app, incoming, CardOrder::Activate).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, expecting = "a JSON object")]
-struct ReasonBody {
+pub(crate) struct SuspendMedCardBody {
+    #[schema(min_length = 1, max_length = 512, pattern = r"\S")]
     reason: String,
 }
 
 pub async fn suspend(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
-    let body: ReasonBody = incoming.json()?;
+    let body: SuspendMedCardBody = incoming.json()?;
     on_card(app, incoming, CardOrder::Suspend { reason: text("reason", &body.reason, REASON_MAX)? }).await
 }
 
@@ -77,11 +85,15 @@ pub async fn expire(app: &App, incoming: &Incoming) -> Result<StoredResponse, Ap
     on_card(app, incoming, CardOrder::Expire).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "a JSON object")]
-struct BeneficiaryBody {
+pub(crate) struct BeneficiaryBody {
+    #[schema(format = Uuid)]
     beneficiary_id: String,
+    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     name: String,
+    /// `self`, `spouse`, `child`, … as the sponsor records it.
+    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     relationship: String,
 }
 
@@ -100,14 +112,15 @@ pub async fn remove_beneficiary(app: &App, incoming: &Incoming) -> Result<Stored
     on_card(app, incoming, CardOrder::RemoveBeneficiary { beneficiary_id }).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "a JSON object")]
-struct LimitBody {
+pub(crate) struct MedCardLimitBody {
+    #[schema(value_type = RequestAmount)]
     monthly_limit: Box<RawValue>,
 }
 
 pub async fn change_limit(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
-    let body: LimitBody = incoming.json()?;
+    let body: MedCardLimitBody = incoming.json()?;
     on_card(app, incoming, CardOrder::ChangeMonthlyLimit { monthly_limit: amount("monthlyLimit", &body.monthly_limit)? }).await
 }
 
@@ -120,9 +133,19 @@ async fn on_card(app: &App, incoming: &Incoming, order: CardOrder) -> Result<Sto
     incoming.answer(app.ledger.on_medcard(caller, medcard_id, order, &call).await, render)
 }
 
+/// What a card command did.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MedCardCommandReply {
+    medcard_id: Uuid,
+    #[schema(value_type = MedCardStatus)]
+    status: &'static str,
+    version: u64,
+}
+
 fn card_body(receipt: &Receipt<MedCard>) -> Success {
     let card = receipt.state.issued().expect("a card command's card exists");
-    Success::ok(json!({"medcardId": card.terms.medcard_id, "status": card.status.as_str(), "version": receipt.version}))
+    Success::ok(MedCardCommandReply { medcard_id: card.terms.medcard_id, status: card.status.as_str(), version: receipt.version })
 }
 
 fn timestamp(field: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
@@ -148,28 +171,87 @@ pub(crate) async fn may_read_card(app: &App, caller: &Caller, card: &CardView) -
     Ok(caller.has_role(Role::Insurer) && owns_wallet(app, caller, card.sponsor_wallet_id).await?)
 }
 
-fn card_json(card: &CardView) -> Value {
-    json!({
-        "medcardId": card.medcard_id,
-        "holderId": card.holder_id,
-        "sponsorWalletId": card.sponsor_wallet_id,
-        "planName": card.plan_name,
-        "coveragePercent": card.coverage_percent,
-        "monthlyLimit": card.monthly_limit.to_json_number(),
-        "currency": card.currency,
-        "status": card.status,
-        "suspensionReason": card.suspension_reason,
-        "expiresAt": shared::clock::rfc3339(card.expires_at),
-        "beneficiaries": card.beneficiaries.iter().map(|b| json!({"beneficiaryId": b.beneficiary_id, "name": b.name, "relationship": b.relationship})).collect::<Vec<_>>(),
-        "version": card.version,
-        "createdAt": shared::clock::rfc3339(card.created_at),
-        "updatedAt": shared::clock::rfc3339(card.updated_at),
-    })
+/// A medical card, from the read side.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MedCardReply {
+    medcard_id: Uuid,
+    holder_id: String,
+    sponsor_wallet_id: Uuid,
+    plan_name: String,
+    #[schema(minimum = 0, maximum = 100)]
+    coverage_percent: u8,
+    monthly_limit: Amount,
+    currency: String,
+    #[schema(value_type = MedCardStatus)]
+    status: String,
+    /// Why it is suspended; `null` unless it is.
+    suspension_reason: Option<String>,
+    expires_at: Timestamp,
+    /// In the order they were added.
+    beneficiaries: Vec<BeneficiaryReply>,
+    version: u64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BeneficiaryReply {
+    beneficiary_id: Uuid,
+    name: String,
+    relationship: String,
+}
+
+impl MedCardReply {
+    fn of(card: &CardView) -> Self {
+        MedCardReply {
+            medcard_id: card.medcard_id,
+            holder_id: card.holder_id.clone(),
+            sponsor_wallet_id: card.sponsor_wallet_id,
+            plan_name: card.plan_name.clone(),
+            coverage_percent: card.coverage_percent,
+            monthly_limit: card.monthly_limit.into(),
+            currency: card.currency.clone(),
+            status: card.status.clone(),
+            suspension_reason: card.suspension_reason.clone(),
+            expires_at: card.expires_at.into(),
+            beneficiaries: card
+                .beneficiaries
+                .iter()
+                .map(|b| BeneficiaryReply { beneficiary_id: b.beneficiary_id, name: b.name.clone(), relationship: b.relationship.clone() })
+                .collect(),
+            version: card.version,
+            created_at: card.created_at.into(),
+            updated_at: card.updated_at.into(),
+        }
+    }
 }
 
 pub async fn get(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
     let medcard_id = incoming.path_id("medcardId")?;
-    Ok(ok(card_json(&readable_card(app, incoming, medcard_id).await?)))
+    Ok(ok(MedCardReply::of(&readable_card(app, incoming, medcard_id).await?)))
+}
+
+/// A card's use of one month's limit.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MedCardSpendReply {
+    medcard_id: Uuid,
+    /// `YYYY-MM`.
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}$", examples("2026-11"))]
+    month: String,
+    /// Paid claims' covered amounts.
+    spent: Amount,
+    /// Claims under way.
+    reserved: Amount,
+    monthly_limit: Amount,
+    /// What is left of the limit; never below 0.
+    remaining: Amount,
+    /// Paid claims.
+    claim_count: u32,
+    currency: String,
+    version: u64,
 }
 
 /// `?month=YYYY-MM`, the current month (UTC) by default.
@@ -181,15 +263,15 @@ pub async fn spend(app: &App, incoming: &Incoming) -> Result<StoredResponse, Api
     };
     let card = readable_card(app, incoming, medcard_id).await?;
     let used = card.month(month);
-    Ok(ok(json!({
-        "medcardId": medcard_id,
-        "month": month.to_string(),
-        "spent": used.spent.to_json_number(),
-        "reserved": used.reserved.to_json_number(),
-        "monthlyLimit": card.monthly_limit.to_json_number(),
-        "remaining": card.remaining(month).to_json_number(),
-        "claimCount": used.claim_count,
-        "currency": card.currency,
-        "version": card.version,
-    })))
+    Ok(ok(MedCardSpendReply {
+        medcard_id,
+        month: month.to_string(),
+        spent: used.spent.into(),
+        reserved: used.reserved.into(),
+        monthly_limit: card.monthly_limit.into(),
+        remaining: card.remaining(month).into(),
+        claim_count: used.claim_count,
+        currency: card.currency.clone(),
+        version: card.version,
+    }))
 }

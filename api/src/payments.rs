@@ -8,34 +8,41 @@
 use crate::error::ApiError;
 use crate::http::{amount, optional_text, parse_uuid, text, Incoming, Success};
 use crate::queries::owns_wallet;
+use crate::schema::{Amount, PaymentStatus, RequestAmount, Timestamp};
 use crate::App;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
 use shared::app::{Authorization, Capture, Receipt, Refund};
 use shared::ids::{PaymentId, WalletId};
 use shared::payment::Payment;
 use shared::ports::StoredResponse;
 use shared::projection::payment::PaymentView;
 use shared::projection::read_view;
+use utoipa::ToSchema;
+use uuid::Uuid;
 
 const REFERENCE_MAX: usize = 128;
 const DESCRIPTION_MAX: usize = 512;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "a JSON object")]
-struct AuthorizeBody {
+pub(crate) struct AuthorizePaymentBody {
+    #[schema(format = Uuid)]
     payer_wallet_id: String,
+    #[schema(format = Uuid)]
     merchant_wallet_id: String,
+    #[schema(value_type = RequestAmount)]
     amount: Box<RawValue>,
+    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     reference: String,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 512, pattern = r"\S")]
     description: Option<String>,
 }
 
 /// Places a hold on the payer and records the authorisation (`shared::app::payments`).
 pub async fn authorize(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
-    let body: AuthorizeBody = incoming.json()?;
+    let body: AuthorizePaymentBody = incoming.json()?;
     let order = Authorization {
         payer: WalletId(parse_uuid("payerWalletId", &body.payer_wallet_id)?),
         merchant: WalletId(parse_uuid("merchantWalletId", &body.merchant_wallet_id)?),
@@ -47,29 +54,31 @@ pub async fn authorize(app: &App, incoming: &Incoming) -> Result<StoredResponse,
     let render = |receipt: &Receipt<Payment>| {
         let payment = receipt.state.started().expect("just authorised");
         let mut body = command_body(receipt);
-        body["expiresAt"] = json!(shared::clock::rfc3339(payment.terms.expires_at));
+        body.expires_at = Some(payment.terms.expires_at.into());
         Success::ok(body).with_status(201).with_header("location", format!("/api/v2/payments/{}", payment.terms.payment_id))
     };
     let call = incoming.call(&render)?;
     incoming.answer(app.ledger.authorize_payment(caller, order, &call).await, render)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, expecting = "a JSON object")]
-struct CaptureBody {
+pub(crate) struct CapturePaymentBody {
+    /// All of the authorisation if absent; a partial capture releases the rest.
     #[serde(default)]
+    #[schema(value_type = Option<RequestAmount>)]
     amount: Option<Box<RawValue>>,
 }
 
 /// Captures the hold on the payer and credits the merchant, in one commit.
 pub async fn capture(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
     let payment_id = PaymentId(incoming.path_id("paymentId")?);
-    let body: CaptureBody = incoming.json()?;
+    let body: CapturePaymentBody = incoming.json()?;
     let requested = body.amount.as_deref().map(|raw| amount("amount", raw)).transpose()?;
     let caller = incoming.caller();
     let render = |capture: &Capture| {
         let mut body = command_body(&capture.receipt);
-        body["releasedAmount"] = capture.released.to_json_number();
+        body.released_amount = Some(capture.released.into());
         Success::ok(body)
     };
     let call = incoming.call(&render)?;
@@ -82,31 +91,34 @@ pub async fn void(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiE
     let caller = incoming.caller();
     let render = |receipt: &Receipt<Payment>| {
         let mut body = command_body(receipt);
-        body["releasedAmount"] = receipt.state.started().expect("a voided payment exists").terms.amount.to_json_number();
+        body.released_amount = Some(receipt.state.started().expect("a voided payment exists").terms.amount.into());
         Success::ok(body)
     };
     let call = incoming.call(&render)?;
     incoming.answer(app.ledger.void_payment(caller, payment_id, &call).await, render)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, expecting = "a JSON object")]
-struct RefundBody {
+pub(crate) struct RefundPaymentBody {
+    /// All that is still refundable if absent.
     #[serde(default)]
+    #[schema(value_type = Option<RequestAmount>)]
     amount: Option<Box<RawValue>>,
+    #[schema(min_length = 1, max_length = 512, pattern = r"\S")]
     reason: String,
 }
 
 /// Gives captured money back to the payer. Without an amount, all that is still refundable.
 pub async fn refund(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
     let payment_id = PaymentId(incoming.path_id("paymentId")?);
-    let body: RefundBody = incoming.json()?;
+    let body: RefundPaymentBody = incoming.json()?;
     let requested = body.amount.as_deref().map(|raw| amount("amount", raw)).transpose()?;
     let reason = text("reason", &body.reason, DESCRIPTION_MAX)?;
     let caller = incoming.caller();
     let render = |refund: &Refund| {
         let mut body = command_body(&refund.receipt);
-        body["refundAmount"] = refund.refunded.to_json_number();
+        body.refund_amount = Some(refund.refunded.into());
         Success::ok(body)
     };
     let call = incoming.call(&render)?;
@@ -123,46 +135,101 @@ pub async fn get(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiEr
     if !allowed {
         return Err(ApiError::forbidden(format!("{} may not read payment {payment_id}", caller.sub)));
     }
-    Ok(StoredResponse { status: 200, body: view_json(&view).to_string(), headers: vec![] })
+    Ok(crate::queries::ok(PaymentReply::of(&view)))
 }
 
-pub fn view_json(view: &PaymentView) -> Value {
-    let mut body = json!({
-        "paymentId": view.payment_id,
-        "payerWalletId": view.payer_wallet_id,
-        "merchantWalletId": view.merchant_wallet_id,
-        "amount": view.amount.to_json_number(),
-        "capturedAmount": view.captured_amount.to_json_number(),
-        "refundedAmount": view.refunded_amount.to_json_number(),
-        "currency": view.currency,
-        "status": view.status,
-        "reference": view.reference,
-        "expiresAt": shared::clock::rfc3339(view.expires_at),
-        "version": view.version,
-        "createdAt": shared::clock::rfc3339(view.created_at),
-        "updatedAt": shared::clock::rfc3339(view.updated_at),
-    });
-    if let Some(description) = &view.description {
-        body["description"] = json!(description);
+/// A payment, from the read side.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentReply {
+    payment_id: Uuid,
+    payer_wallet_id: Uuid,
+    merchant_wallet_id: Uuid,
+    /// The authorised amount.
+    amount: Amount,
+    captured_amount: Amount,
+    refunded_amount: Amount,
+    currency: String,
+    #[schema(value_type = PaymentStatus)]
+    status: String,
+    reference: String,
+    /// Present when the authorisation had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    /// From then on the authorisation can only be voided or expired.
+    expires_at: Timestamp,
+    version: u64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl PaymentReply {
+    pub fn of(view: &PaymentView) -> Self {
+        PaymentReply {
+            payment_id: view.payment_id,
+            payer_wallet_id: view.payer_wallet_id,
+            merchant_wallet_id: view.merchant_wallet_id,
+            amount: view.amount.into(),
+            captured_amount: view.captured_amount.into(),
+            refunded_amount: view.refunded_amount.into(),
+            currency: view.currency.clone(),
+            status: view.status.clone(),
+            reference: view.reference.clone(),
+            description: view.description.clone(),
+            expires_at: view.expires_at.into(),
+            version: view.version,
+            created_at: view.created_at.into(),
+            updated_at: view.updated_at.into(),
+        }
     }
-    body
+}
+
+/// What a payment command did, in the shape of the wallet commands' answers.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentCommandReply {
+    success: bool,
+    command_id: Uuid,
+    payment_id: Uuid,
+    #[schema(value_type = PaymentStatus)]
+    status: &'static str,
+    amount: Amount,
+    captured_amount: Amount,
+    /// The total refunded so far.
+    refunded_amount: Amount,
+    #[schema(value_type = String)]
+    currency: shared::money::Currency,
+    version: u64,
+    events: Vec<Uuid>,
+    /// Authorisation only: when it expires unless captured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<Timestamp>,
+    /// Capture and void only: what went back to the payer's available balance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    released_amount: Option<Amount>,
+    /// Refund only: this refund.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refund_amount: Option<Amount>,
 }
 
 /// A payment command's success body, in the shape of the wallet commands'.
-fn command_body(receipt: &Receipt<Payment>) -> Value {
+fn command_body(receipt: &Receipt<Payment>) -> PaymentCommandReply {
     let p = receipt.state.started().expect("a command's payment exists");
-    json!({
-        "success": true,
-        "commandId": receipt.command_id,
-        "paymentId": p.terms.payment_id,
-        "status": p.status.as_str(),
-        "amount": p.terms.amount.to_json_number(),
-        "capturedAmount": p.captured.to_json_number(),
-        "refundedAmount": p.refunded.to_json_number(),
-        "currency": p.terms.currency,
-        "version": receipt.version,
-        "events": receipt.event_ids,
-    })
+    PaymentCommandReply {
+        success: true,
+        command_id: receipt.command_id,
+        payment_id: p.terms.payment_id,
+        status: p.status.as_str(),
+        amount: p.terms.amount.into(),
+        captured_amount: p.captured.into(),
+        refunded_amount: p.refunded.into(),
+        currency: p.terms.currency.clone(),
+        version: receipt.version,
+        events: receipt.event_ids.clone(),
+        expires_at: None,
+        released_amount: None,
+        refund_amount: None,
+    }
 }
 
 #[cfg(test)]
@@ -171,13 +238,13 @@ mod tests {
     use crate::auth::{with_caller, Caller};
     use crate::{handle, NoMetrics, Route};
     use lambda_http::RequestExt;
+    use serde_json::{json, Value};
     use shared::clock::ManualClock;
     use shared::command::{CommandContext, CommandService};
     use shared::memory::{MemoryEventStore, MemoryReadStore};
     use shared::money::Money;
     use shared::ports::EventFeed;
     use shared::wallet::{Wallet, WalletCommand};
-    use uuid::Uuid;
 
     use std::collections::HashMap;
     use std::sync::Arc;

@@ -3,13 +3,15 @@
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::Incoming;
+use crate::schema::{Amount, KycLevel, MovementKind, Timestamp, TransferStatus, WalletStatus, WalletType};
 use crate::App;
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde::Serialize;
 use shared::aggregate::Aggregate;
 use shared::envelope::stream_id;
 use shared::ports::{StoredResponse, TransactionItem, TransferView, WalletView};
 use shared::wallet::{Wallet, WalletEvent};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub const DEFAULT_PAGE: usize = 50;
@@ -27,7 +29,10 @@ pub fn page_limit(incoming: &Incoming) -> Result<usize, ApiError> {
     }
 }
 
-pub fn ok(body: Value) -> StoredResponse {
+/// A 200 with `body` (a response struct of this crate: its schema is in the document).
+pub fn ok(body: impl Serialize) -> StoredResponse {
+    // Through a `Value`, as every body: its keys in one (sorted) order.
+    let body = serde_json::to_value(body).expect("a response body serialises");
     StoredResponse { status: 200, body: body.to_string(), headers: vec![] }
 }
 
@@ -41,39 +46,114 @@ async fn readable_wallet(app: &App, incoming: &Incoming) -> Result<WalletView, A
     Ok(view)
 }
 
-pub fn wallet_json(view: &WalletView) -> Value {
-    json!({
-        "walletId": view.wallet_id,
-        "ownerId": view.owner_id,
-        "walletType": view.wallet_type,
-        "currency": view.currency,
-        "kycLevel": view.kyc_level,
-        "status": view.status,
-        "balance": view.balance.to_json_number(),
-        "held": view.held.to_json_number(),
-        "available": shared::money::Money::from_minor(view.balance.minor() - view.held.minor()).to_json_number(),
-        "version": view.version,
-        "createdAt": shared::clock::rfc3339(view.created_at),
-        "updatedAt": shared::clock::rfc3339(view.updated_at),
-    })
+/// A wallet, from the read side.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WalletReply {
+    wallet_id: Uuid,
+    /// The `sub` that created it.
+    owner_id: String,
+    #[schema(value_type = WalletType)]
+    wallet_type: String,
+    currency: String,
+    #[schema(value_type = KycLevel)]
+    kyc_level: String,
+    #[schema(value_type = WalletStatus)]
+    status: String,
+    /// Counts held money too: a hold moves nothing, a capture does.
+    balance: Amount,
+    /// The open payment authorisations' holds.
+    held: Amount,
+    /// `balance − held`: what a debit, transfer or authorisation may take.
+    available: Amount,
+    version: u64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl WalletReply {
+    pub fn of(view: &WalletView) -> Self {
+        WalletReply {
+            wallet_id: view.wallet_id,
+            owner_id: view.owner_id.clone(),
+            wallet_type: view.wallet_type.clone(),
+            currency: view.currency.clone(),
+            kyc_level: view.kyc_level.clone(),
+            status: view.status.clone(),
+            balance: view.balance.into(),
+            held: view.held.into(),
+            available: shared::money::Money::from_minor(view.balance.minor() - view.held.minor()).into(),
+            version: view.version,
+            created_at: view.created_at.into(),
+            updated_at: view.updated_at.into(),
+        }
+    }
 }
 
 pub async fn wallet(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
-    Ok(ok(wallet_json(&readable_wallet(app, incoming).await?)))
+    Ok(ok(WalletReply::of(&readable_wallet(app, incoming).await?)))
 }
 
-fn transaction_json(item: &TransactionItem) -> Value {
-    json!({
-        "eventId": item.event_id,
-        "type": item.kind,
-        "amount": item.amount.to_json_number(),
-        "balanceAfter": item.balance_after.to_json_number(),
-        "transactionType": item.transaction_type,
-        "reference": item.reference,
-        "description": item.description,
-        "occurredAt": shared::clock::rfc3339(item.occurred_at),
-        "version": item.version,
-    })
+/// One movement of a wallet's history.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionReply {
+    event_id: Uuid,
+    #[serde(rename = "type")]
+    #[schema(value_type = MovementKind)]
+    kind: String,
+    amount: Amount,
+    balance_after: Amount,
+    /// A credit or debit type, or one the ledger records itself (`payment_received`, `payment_refund`, `claim_payment`).
+    transaction_type: String,
+    reference: String,
+    description: Option<String>,
+    occurred_at: Timestamp,
+    /// The wallet version this movement produced.
+    version: u64,
+}
+
+impl TransactionReply {
+    fn of(item: &TransactionItem) -> Self {
+        TransactionReply {
+            event_id: item.event_id,
+            kind: item.kind.clone(),
+            amount: item.amount.into(),
+            balance_after: item.balance_after.into(),
+            transaction_type: item.transaction_type.clone(),
+            reference: item.reference.clone(),
+            description: item.description.clone(),
+            occurred_at: item.occurred_at.into(),
+            version: item.version,
+        }
+    }
+}
+
+/// A page of a wallet's history, newest first.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionPage {
+    items: Vec<TransactionReply>,
+    /// Pass as `cursor` for the next page; `null` on the last page. Opaque.
+    next_cursor: Option<String>,
+}
+
+/// A wallet's balance at a time, folded from the event store.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BalanceReply {
+    wallet_id: Uuid,
+    balance: Amount,
+    /// The wallet's version at `asOf`.
+    version: u64,
+    as_of: Timestamp,
+}
+
+/// The caller's wallets.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WalletList {
+    items: Vec<WalletReply>,
 }
 
 /// Newest first. The cursor is the version of the last item of the previous page.
@@ -86,7 +166,7 @@ pub async fn transactions(app: &App, incoming: &Incoming) -> Result<StoredRespon
     let view = readable_wallet(app, incoming).await?;
     let items = app.read.transactions(view.wallet_id, limit, before).await?;
     let next_cursor = (items.len() == limit).then(|| items.last().map(|i| i.version.to_string())).flatten();
-    Ok(ok(json!({"items": items.iter().map(transaction_json).collect::<Vec<_>>(), "nextCursor": next_cursor})))
+    Ok(ok(TransactionPage { items: items.iter().map(TransactionReply::of).collect(), next_cursor }))
 }
 
 /// The balance at `asOf` (default: now), folded from the event store itself.
@@ -114,35 +194,53 @@ pub async fn balance(app: &App, incoming: &Incoming) -> Result<StoredResponse, A
     let Wallet::Open(then) = until.iter().fold(Wallet::default(), |w, (_, e)| w.apply(e)) else {
         return Err(ApiError::internal(format!("wallet {wallet_id}: stream does not start with WalletCreated")));
     };
-    Ok(ok(json!({"walletId": wallet_id, "balance": then.balance.to_json_number(), "version": last.version, "asOf": shared::clock::rfc3339(as_of)})))
+    Ok(ok(BalanceReply { wallet_id, balance: then.balance.into(), version: last.version, as_of: as_of.into() }))
 }
 
 pub async fn my_wallets(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
     let wallets = app.read.wallets_of_owner(&incoming.caller().sub).await?;
-    Ok(ok(json!({"items": wallets.iter().map(wallet_json).collect::<Vec<_>>()})))
+    Ok(ok(WalletList { items: wallets.iter().map(WalletReply::of).collect() }))
 }
 
-fn transfer_json(view: &TransferView) -> Value {
-    let mut body = json!({
-        "transferId": view.transfer_id,
-        "sourceWalletId": view.source_wallet_id,
-        "destinationWalletId": view.destination_wallet_id,
-        "amount": view.amount.to_json_number(),
-        "currency": view.currency,
-        "status": view.status,
-        "version": view.version,
-        "createdAt": shared::clock::rfc3339(view.created_at),
-        "updatedAt": shared::clock::rfc3339(view.updated_at),
-    });
-    if let Some(reason) = &view.failure_reason {
-        body["failureReason"] = json!(reason);
+/// A transfer, from the read side.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferReply {
+    transfer_id: Uuid,
+    source_wallet_id: Uuid,
+    destination_wallet_id: Uuid,
+    amount: Amount,
+    currency: String,
+    #[schema(value_type = TransferStatus)]
+    status: String,
+    /// On a `FAILED` transfer: why the credit failed (INSUFFICIENT_FUNDS, WALLET_NOT_ACTIVE, CURRENCY_MISMATCH, NOT_FOUND, LIMIT_EXCEEDED, INTERNAL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_reason: Option<String>,
+    /// The refund of a failed transfer that its source refused (closed meanwhile):
+    /// money on no wallet, for an operator to settle. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refund_in_suspense: Option<Amount>,
+    version: u64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl TransferReply {
+    fn of(view: &TransferView) -> Self {
+        TransferReply {
+            transfer_id: view.transfer_id,
+            source_wallet_id: view.source_wallet_id,
+            destination_wallet_id: view.destination_wallet_id,
+            amount: view.amount.into(),
+            currency: view.currency.clone(),
+            status: view.status.clone(),
+            failure_reason: view.failure_reason.clone(),
+            refund_in_suspense: view.refund_in_suspense.map(Amount),
+            version: view.version,
+            created_at: view.created_at.into(),
+            updated_at: view.updated_at.into(),
+        }
     }
-    // The refund of a failed transfer that its source refused (closed meanwhile):
-    // money on no wallet, for an operator to settle.
-    if let Some(amount) = view.refund_in_suspense {
-        body["refundInSuspense"] = amount.to_json_number();
-    }
-    body
 }
 
 /// Whether the caller owns the wallet, as the read side knows it (owners never change).
@@ -159,5 +257,5 @@ pub async fn transfer(app: &App, incoming: &Incoming) -> Result<StoredResponse, 
     if !allowed {
         return Err(ApiError::forbidden(format!("{} may not read transfer {transfer_id}", caller.sub)));
     }
-    Ok(ok(transfer_json(&view)))
+    Ok(ok(TransferReply::of(&view)))
 }

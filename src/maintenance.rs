@@ -200,7 +200,7 @@ async fn open_dynamodb(args: &StoreArgs) -> Result<Opened, String> {
     let events_table = args.events_table.clone().unwrap_or(names.events);
     let read_table = args.read_table.clone().unwrap_or(names.read);
     let progress = Progress::new("list", "events", 0);
-    let streams = scan_streams(&client, &events_table, &|n| progress.inc(n)).await.map_err(|e| e.to_string())?;
+    let streams = store_dynamodb::scan_streams(&client, &events_table, &|n| progress.inc(n)).await.map_err(|e| e.to_string())?;
     progress.finish();
     Ok(Opened {
         label: format!("dynamodb {events_table} + {read_table}{}", args.endpoint_url.as_deref().map(|e| format!(" at {e}")).unwrap_or_default()),
@@ -219,42 +219,6 @@ fn emulator_credentials() {
     }
     if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
         std::env::set_var("AWS_REGION", store_dynamodb::DEFAULT_REGION);
-    }
-}
-
-/// Every stream of the events table: a scan that reads back only the keys and keeps
-/// each stream's first version. `progress` is told how many items each page held.
-pub async fn scan_streams(client: &store_dynamodb::Client, table: &str, progress: &(dyn Fn(u64) + Send + Sync)) -> Result<Vec<String>, StoreError> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Key {
-        stream_id: String,
-        version: u64,
-    }
-    let mut streams = vec![];
-    let mut start = None;
-    loop {
-        let page = client
-            .scan()
-            .table_name(table)
-            .projection_expression("streamId, #v")
-            .expression_attribute_names("#v", "version")
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(|e| StoreError::new(format!("dynamodb: scanning {table}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e))))?;
-        let items = page.items.unwrap_or_default();
-        progress(items.len() as u64);
-        for item in items {
-            let key: Key = serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| StoreError::new(format!("dynamodb: a key of {table}: {e}")))?;
-            if key.version == 1 {
-                streams.push(key.stream_id);
-            }
-        }
-        match page.last_evaluated_key {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => return Ok(streams),
-        }
     }
 }
 

@@ -85,40 +85,6 @@ pub fn metric_line(report: &Report, now: chrono::DateTime<chrono::Utc>, namespac
     .to_string()
 }
 
-/// Every stream of the events table: a scan that reads back only the keys and keeps
-/// each stream's first version.
-pub async fn scan_streams(client: &store_dynamodb::Client, table: &str) -> Result<Vec<String>, StoreError> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Key {
-        stream_id: String,
-        version: u64,
-    }
-    let mut streams = vec![];
-    let mut start = None;
-    loop {
-        let page = client
-            .scan()
-            .table_name(table)
-            .projection_expression("streamId, #v")
-            .expression_attribute_names("#v", "version")
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(|e| StoreError::new(format!("dynamodb: scanning {table}: {e:?}")))?;
-        for item in page.items.unwrap_or_default() {
-            let key: Key = serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| StoreError::new(format!("dynamodb: a key of {table}: {e}")))?;
-            if key.version == 1 {
-                streams.push(key.stream_id);
-            }
-        }
-        match page.last_evaluated_key {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => return Ok(streams),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -398,3 +398,39 @@ mod tests {
         assert_eq!(classify(&["None", "ProvisionedThroughputExceeded"], &[S0, KEY]), Cancellation::Failed);
     }
 }
+
+/// Every stream of the events table: a scan that reads back only the keys and keeps
+/// each stream's first version. `progress` is told how many items each page held.
+pub async fn scan_streams(client: &Client, table: &str, progress: &(dyn Fn(u64) + Send + Sync)) -> Result<Vec<String>, StoreError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Key {
+        stream_id: String,
+        version: u64,
+    }
+    let mut streams = vec![];
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .projection_expression("streamId, #v")
+            .expression_attribute_names("#v", "version")
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| StoreError::new(format!("dynamodb: scanning {table}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e))))?;
+        let items = page.items.unwrap_or_default();
+        progress(items.len() as u64);
+        for item in items {
+            let key: Key = serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| StoreError::new(format!("dynamodb: a key of {table}: {e}")))?;
+            if key.version == 1 {
+                streams.push(key.stream_id);
+            }
+        }
+        match page.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => return Ok(streams),
+        }
+    }
+}

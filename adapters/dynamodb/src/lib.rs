@@ -83,7 +83,7 @@ mod read_store;
 mod tables;
 
 pub use counter::RequestCounter;
-pub use event_store::{DynamoEventStore, MAX_TRANSACTION_ACTIONS};
+pub use event_store::{scan_streams, DynamoEventStore, MAX_TRANSACTION_ACTIONS};
 pub use read_store::DynamoReadStore;
 pub use tables::{create_tables, delete_tables, TableNames};
 

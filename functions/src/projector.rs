@@ -78,16 +78,19 @@ pub async fn project_batch(
             tracing::warn!(done = next, left = records.len() - next, "near the deadline: leaving the rest of the batch for redelivery");
             return failure(&records[next].kinesis.sequence_number);
         }
-        // The run of decodable records from `next`.
+        // The run of decodable records from `next`, and why the record after it is not one.
         let mut run = Vec::new();
+        let mut poison = None;
         for record in &records[next..] {
             match envelope(&record.kinesis.data) {
                 Ok(envelope) => run.push(envelope),
-                Err(_) => break,
+                Err(why) => {
+                    poison = Some(why);
+                    break;
+                }
             }
         }
-        if run.is_empty() {
-            let poison = envelope(&records[next].kinesis.data).expect_err("the run stopped at it");
+        if let (true, Some(poison)) = (run.is_empty(), poison) {
             match park(dead_letters, CONSUMER, &records[next], poison).await {
                 None => next += 1,
                 Some(retry) => return retry,

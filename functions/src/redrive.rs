@@ -14,6 +14,7 @@
 //! else of that aggregate a dropped batch held is healed too. A message is deleted
 //! only when all it names is done; one that still cannot be done stays, with why.
 
+use crate::dead_letters::DeadLetter;
 use crate::projector::envelope;
 use crate::saga_starter::{WorkflowStarter, TRIGGERS};
 use async_trait::async_trait;
@@ -104,7 +105,7 @@ impl Redrive<'_> {
 
     /// Does what one message names; the number of events.
     async fn redrive(&self, body: &str) -> Result<usize, String> {
-        if let Ok(letter) = serde_json::from_str::<ParkedLetter>(body) {
+        if let Ok(letter) = serde_json::from_str::<DeadLetter>(body) {
             use base64::Engine;
             let data = base64::engine::general_purpose::STANDARD.decode(&letter.data).map_err(|e| format!("its data is not base64: {e}"))?;
             let event = envelope(&data).map_err(|e| format!("still cannot be read ({e}); parked by {} because: {}", letter.consumer, letter.reason))?;
@@ -138,15 +139,6 @@ impl Redrive<'_> {
         }
         Ok(())
     }
-}
-
-/// A [`DeadLetter`](crate::dead_letters::DeadLetter) as read back from the queue.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ParkedLetter {
-    consumer: String,
-    reason: String,
-    data: String,
 }
 
 #[cfg(test)]

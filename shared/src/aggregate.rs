@@ -22,8 +22,12 @@ pub trait Aggregate: Default + Clone + Send + Sync + 'static {
         events.into_iter().fold(self, Self::apply)
     }
 
-    /// The state as a snapshot, for aggregates whose streams grow long (a merchant's
-    /// or a sponsor's wallet); `None`: this aggregate is always folded from its events.
+    /// Whether this aggregate's streams grow long enough to keep snapshots (a
+    /// merchant's or a sponsor's wallet). Only then does a load ask the store for
+    /// one: an aggregate without snapshots pays no extra read for them.
+    const KEEPS_SNAPSHOTS: bool = false;
+
+    /// The state as a snapshot (aggregates that keep them).
     fn to_snapshot(&self) -> Option<serde_json::Value> {
         None
     }

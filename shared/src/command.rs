@@ -433,7 +433,10 @@ impl<'s> UnitOfWork<'s> {
 /// Folds a stream read from the store into its current state and version: from its
 /// snapshot when it has one of this aggregate's schema version, else from the start.
 async fn fetch<A: Aggregate>(store: &dyn EventStore, stream: &str) -> Result<(u64, A), StoreError> {
-    let snapshot = store.snapshot(stream).await?.filter(|s| s.schema_version == A::SCHEMA_VERSION);
+    let snapshot = match A::KEEPS_SNAPSHOTS {
+        true => store.snapshot(stream).await?.filter(|s| s.schema_version == A::SCHEMA_VERSION),
+        false => None,
+    };
     let (from, mut state) = snapshot.and_then(|s| A::from_snapshot(&s.state).map(|state| (s.version, state))).unwrap_or_default();
     let events = store.load(stream, from).await?;
     let version = events.last().map_or(from, |e| e.version);
@@ -599,5 +602,36 @@ mod tests {
         let cold = CommandService::new(store.clone(), Arc::new(SystemClock));
         let after = cold.execute(&CommandContext::new("alice", "c"), async |uow| uow.handle::<Wallet>(id, &debit(45_000)).await).await.unwrap();
         assert_eq!(after.open().unwrap().balance, Money::ZERO);
+    }
+
+    /// The in-memory store, counting snapshot lookups.
+    #[derive(Default)]
+    struct CountingSnapshots(MemoryEventStore, std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl EventStore for CountingSnapshots {
+        async fn load(&self, stream_id: &str, after_version: u64) -> Result<Vec<EventEnvelope>, StoreError> {
+            self.0.load(stream_id, after_version).await
+        }
+        async fn snapshot(&self, stream_id: &str) -> Result<Option<Snapshot>, StoreError> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.0.snapshot(stream_id).await
+        }
+        async fn append(&self, commit: Commit) -> Result<(), AppendError> {
+            self.0.append(commit).await
+        }
+        async fn idempotency(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+            self.0.idempotency(scope, key).await
+        }
+    }
+
+    #[tokio::test]
+    async fn only_aggregates_that_keep_snapshots_look_for_one() {
+        let store = CountingSnapshots::default();
+        let looked = || store.1.load(std::sync::atomic::Ordering::SeqCst);
+        fetch::<crate::transfer::Transfer>(&store, "transfer#x").await.unwrap();
+        assert_eq!(looked(), 0, "a transfer is always folded from its events: no extra read");
+        fetch::<Wallet>(&store, "wallet#x").await.unwrap();
+        assert_eq!(looked(), 1);
     }
 }

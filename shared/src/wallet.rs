@@ -306,6 +306,8 @@ impl Aggregate for Wallet {
     const SCHEMA_VERSION: u32 = 2;
 
     /// Merchant and sponsor wallets collect hundreds of thousands of events.
+    const KEEPS_SNAPSHOTS: bool = true;
+
     fn to_snapshot(&self) -> Option<serde_json::Value> {
         Some(serde_json::to_value(self).expect("a wallet serialises"))
     }

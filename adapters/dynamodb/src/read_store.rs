@@ -493,7 +493,7 @@ impl ReadBatches for DynamoReadStore {
                 Err(_) => {
                     for group in &chunk {
                         for &index in &group.indices {
-                            outcomes[index] = Some(self.write_one(&writes[index]).await?);
+                            outcomes[index] = Some(writes[index].apply_alone(self).await?);
                         }
                     }
                 }
@@ -501,7 +501,7 @@ impl ReadBatches for DynamoReadStore {
         }
         // Writes that follow no run (a stale redelivery inside the batch) go last, alone.
         for &index in &plan.loose {
-            outcomes[index] = Some(self.write_one(&writes[index]).await?);
+            outcomes[index] = Some(writes[index].apply_alone(self).await?);
         }
         Ok(outcomes.into_iter().map(|o| o.expect("every write has an outcome")).collect())
     }
@@ -603,18 +603,6 @@ fn plan_batch(writes: &[ReadWrite]) -> BatchPlan {
 }
 
 impl DynamoReadStore {
-    /// One write, exactly as its one-row method does it.
-    async fn write_one(&self, write: &ReadWrite) -> Result<Option<Saved>, StoreError> {
-        Ok(match write {
-            ReadWrite::Wallet { view, previous_version } => Some(self.save_wallet(view, *previous_version).await?),
-            ReadWrite::Transaction(line) => {
-                self.record_transaction(line).await?;
-                None
-            }
-            ReadWrite::Transfer { view, previous_version } => Some(self.save_transfer(view, *previous_version).await?),
-        })
-    }
-
     /// Items by key, consistently, 100 keys a request; absent ones are left out.
     async fn batch_get(&self, keys: Vec<Item>, what: &str) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::with_capacity(keys.len());

@@ -198,15 +198,23 @@ pub trait ReadBatches: ReadStore {
     async fn write_batch(&self, writes: &[ReadWrite]) -> Result<Vec<Option<Saved>>, StoreError> {
         let mut saved = Vec::with_capacity(writes.len());
         for write in writes {
-            saved.push(match write {
-                ReadWrite::Wallet { view, previous_version } => Some(self.save_wallet(view, *previous_version).await?),
-                ReadWrite::Transaction(item) => {
-                    self.record_transaction(item).await?;
-                    None
-                }
-                ReadWrite::Transfer { view, previous_version } => Some(self.save_transfer(view, *previous_version).await?),
-            });
+            saved.push(write.apply_alone(self).await?);
         }
         Ok(saved)
+    }
+}
+
+impl ReadWrite {
+    /// This write through its one-row method: what the guarded view write did
+    /// (`None` for a history line).
+    pub async fn apply_alone<S: ReadStore + ?Sized>(&self, store: &S) -> Result<Option<Saved>, StoreError> {
+        Ok(match self {
+            ReadWrite::Wallet { view, previous_version } => Some(store.save_wallet(view, *previous_version).await?),
+            ReadWrite::Transaction(item) => {
+                store.record_transaction(item).await?;
+                None
+            }
+            ReadWrite::Transfer { view, previous_version } => Some(store.save_transfer(view, *previous_version).await?),
+        })
     }
 }

@@ -106,6 +106,12 @@ pub struct HttpArgs {
     /// Also print the result as one JSON line on stdout.
     #[arg(long)]
     pub json: bool,
+    /// First measure this machine's HTTP ceiling with the same client, load and
+    /// durations: a trivial handler of the same request shape (`bench ceiling-server`,
+    /// a subprocess like a spawned server), then the ledger; report the ledger's share
+    /// of the ceiling. The ratio is the number to compare across runs and machines.
+    #[arg(long)]
+    pub ceiling: bool,
 }
 
 pub async fn run(args: HttpArgs) -> Result<(), String> {
@@ -116,6 +122,10 @@ pub async fn run(args: HttpArgs) -> Result<(), String> {
         return Err("--duration above 60 s needs --long".into());
     }
     print_machine();
+    let ceiling = match args.ceiling {
+        true => Some(measure_ceiling(&args).await?),
+        false => None,
+    };
     let mut spawned = None;
     let (url, data_dir) = if args.spawn {
         let dir = system::run_dir("http")?;
@@ -132,7 +142,7 @@ pub async fn run(args: HttpArgs) -> Result<(), String> {
     } else {
         (args.url.clone(), args.data_dir.clone())
     };
-    let result = run_against(&args, &url, &data_dir, spawned.as_mut()).await;
+    let result = run_against(&args, &url, &data_dir, spawned.as_mut(), ceiling).await;
     if let Some(server) = spawned {
         server.stop().await;
         if args.keep_data {
@@ -144,45 +154,99 @@ pub async fn run(args: HttpArgs) -> Result<(), String> {
     result
 }
 
-async fn run_against(args: &HttpArgs, url: &str, data_dir: &std::path::Path, mut spawned: Option<&mut Spawned>) -> Result<(), String> {
+async fn run_against(
+    args: &HttpArgs,
+    url: &str,
+    data_dir: &std::path::Path,
+    mut spawned: Option<&mut Spawned>,
+    ceiling: Option<LoadReport>,
+) -> Result<(), String> {
     let sub = format!("bench-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let api = Arc::new(Api::new(url, &token(data_dir, &sub)?, args.clients + args.lag_probes)?);
     api.wait_ready(Duration::from_secs(if spawned.is_some() { 60 } else { 5 }), spawned.as_deref_mut()).await?;
     let wallets = setup_wallets(&api, args.wallets, args.mix.transfer > 0 && args.wallets == 1, args.clients, true).await?;
     let server_pid = spawned.as_ref().map(|s| s.pid()).or(args.server_pid);
-    let report = run_load(Load {
-        name: args.label.clone(),
-        api: api.clone(),
+    let lag = LagSettings { every: args.lag_every, probes: args.lag_probes, poll: Duration::from_millis(args.lag_poll_ms.max(1)) };
+    let report = run_load(load_of(args, args.label.clone(), api, wallets, lag, server_pid)).await?;
+    if let Some(server) = spawned {
+        server.check_alive()?;
+    }
+    if let Some(ceiling) = &ceiling {
+        println!("{}", ceiling.text());
+        println!();
+    }
+    println!("{}", report.text());
+    println!();
+    let mut header = vec!["run", "clients", "wallets", "mix", "commands/s", "p50", "p95", "p99", "max", "errors", "lag p50", "lag p99"];
+    let mut rows = vec![report.row(args.clients, args.wallets, &args.mix)];
+    if let Some(ceiling) = &ceiling {
+        header.push("share of ceiling");
+        let mut ceiling_row = ceiling.row(args.clients, args.wallets, &args.mix);
+        ceiling_row.push("100 %".into());
+        rows[0].push(share_of(&report, ceiling));
+        rows.insert(0, ceiling_row);
+    }
+    println!("{}", markdown_table(&header, &rows));
+    println!("reproduce: {}", super::command_line());
+    if args.json {
+        let mut json = report.json();
+        if let Some(ceiling) = &ceiling {
+            json["ceiling"] = ceiling.json();
+            json["shareOfCeiling"] = serde_json::json!(report.result.ok_per_second() / ceiling.result.ok_per_second().max(f64::MIN_POSITIVE));
+        }
+        println!("{json}");
+    }
+    Ok(())
+}
+
+/// The run's load, as the command line asks for it.
+fn load_of(args: &HttpArgs, name: String, api: Arc<Api>, wallets: Wallets, lag: LagSettings, server_pid: Option<u32>) -> Load {
+    Load {
+        name,
+        api,
         wallets,
         mix: args.mix,
         clients: args.clients,
         seed: args.seed,
         warmup: Duration::from_secs(args.warmup),
         duration: Duration::from_secs(args.duration),
-        lag: LagSettings { every: args.lag_every, probes: args.lag_probes, poll: Duration::from_millis(args.lag_poll_ms.max(1)) },
+        lag,
         idempotency_keys: args.idempotency_keys,
         one_credit_per_wallet: false,
         server_pid,
         rate: args.rate,
-    })
-    .await?;
-    if let Some(server) = spawned {
+    }
+}
+
+/// The same load against `bench ceiling-server` (see `ceiling`), without lag probes
+/// (it has no read side), started and stopped here so it never shares the machine
+/// with the ledger's server.
+async fn measure_ceiling(args: &HttpArgs) -> Result<LoadReport, String> {
+    let dir = system::run_dir("ceiling")?;
+    let mut server = Spawned::ceiling(&dir.join("ceiling.log"))?;
+    eprintln!("bench: started the ceiling server (pid {}) on {}", server.pid(), server.url());
+    let measured = async {
+        let api = Arc::new(Api::new(&server.url(), "ceiling", args.clients)?);
+        api.wait_ready(Duration::from_secs(30), Some(&mut server)).await?;
+        let wallets = setup_wallets(&api, args.wallets, args.mix.transfer > 0 && args.wallets == 1, args.clients, true).await?;
+        let no_lag = LagSettings { every: 0, probes: 0, poll: Duration::from_millis(1) };
+        let report = run_load(load_of(args, "ceiling".into(), api, wallets, no_lag, Some(server.pid()))).await?;
         server.check_alive()?;
+        Ok::<_, String>(report)
     }
-    println!("{}", report.text());
-    println!();
-    println!(
-        "{}",
-        markdown_table(
-            &["run", "clients", "wallets", "mix", "commands/s", "p50", "p95", "p99", "max", "errors", "lag p50", "lag p99"],
-            &[report.row(args.clients, args.wallets, &args.mix)]
-        )
-    );
-    println!("reproduce: {}", super::command_line());
-    if args.json {
-        println!("{}", report.json());
+    .await;
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    measured
+}
+
+/// The ledger's commands/s as a share of the ceiling's requests/s.
+fn share_of(report: &LoadReport, ceiling: &LoadReport) -> String {
+    let ceiling = ceiling.result.ok_per_second();
+    match ceiling > 0.0 {
+        true => format!("{:.1} %", report.result.ok_per_second() / ceiling * 100.0),
+        false => "n/a".into(),
     }
-    Ok(())
 }
 
 pub fn print_machine() {

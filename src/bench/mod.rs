@@ -10,11 +10,14 @@
 //!   aggregates (counted by an SDK interceptor), then the same append workload
 //!   through our command service in-process and through the cqrs-es + dynamo-es
 //!   peer (`bench/peer`), and the ratio.
+//! - `bench http --ceiling`: first the same load against a trivial handler of the
+//!   same request shape (`ceiling`), then the ledger, and the ledger's share of it.
 //! - `bench rebuild`: writes N events through the event store port into a fresh
 //!   SQLite store and times replaying them into fresh read models.
 //!
 //! Only loopback addresses are ever contacted.
 
+mod ceiling;
 mod dynamodb;
 mod http;
 mod rebuild;
@@ -33,6 +36,9 @@ pub enum BenchCommand {
     /// Write N events to a fresh SQLite event store, then time replaying them
     /// into fresh read models with the real projectors.
     Rebuild(rebuild::RebuildArgs),
+    /// The trivial HTTP handler `bench http --ceiling` compares the ledger with.
+    #[command(hide = true)]
+    CeilingServer(ceiling::CeilingArgs),
 }
 
 pub fn run(command: BenchCommand) -> std::process::ExitCode {
@@ -45,6 +51,7 @@ pub fn run(command: BenchCommand) -> std::process::ExitCode {
             BenchCommand::Http(args) => http::run(args).await,
             BenchCommand::Dynamodb(args) => dynamodb::run(args).await,
             BenchCommand::Rebuild(args) => rebuild::run(args).await,
+            BenchCommand::CeilingServer(args) => ceiling::serve(args).await,
         }
     });
     match outcome {

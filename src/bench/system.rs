@@ -120,16 +120,29 @@ pub struct Spawned {
 impl Spawned {
     /// `healthpay serve --host 127.0.0.1 --port <free> <args…>`.
     pub fn serve(args: &[String], env: &[(&str, String)], log: &Path) -> Result<Self, String> {
+        let mut command = vec!["serve".to_string(), "--host".into(), "127.0.0.1".into()];
+        command.extend(args.iter().cloned());
+        Self::start(&command, env, log)
+    }
+
+    /// `healthpay bench ceiling-server --port <free>`: the trivial handler the ledger is
+    /// compared with (see `ceiling`).
+    pub fn ceiling(log: &Path) -> Result<Self, String> {
+        Self::start(&["bench".into(), "ceiling-server".into()], &[], log)
+    }
+
+    /// This very executable with `args` and `--port <free>`.
+    fn start(args: &[String], env: &[(&str, String)], log: &Path) -> Result<Self, String> {
         let port = free_port()?;
         let exe = std::env::current_exe().map_err(|e| format!("finding this executable: {e}"))?;
         let out = std::fs::File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
         let mut command = Command::new(exe);
-        command.arg("serve").args(["--host", "127.0.0.1", "--port", &port.to_string()]).args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+        command.args(args).args(["--port", &port.to_string()]).stdin(Stdio::null()).stdout(out).stderr(err);
         for (key, value) in env {
             command.env(key, value);
         }
-        let child = command.spawn().map_err(|e| format!("starting healthpay serve: {e}"))?;
+        let child = command.spawn().map_err(|e| format!("starting healthpay {}: {e}", args.join(" ")))?;
         Ok(Spawned { child, port, log: log.to_path_buf() })
     }
 

@@ -20,7 +20,7 @@
 //! not yet purged are still honoured, as DynamoDB honours items TTL has not yet
 //! deleted: the contract promises "at least 24 hours".
 
-use crate::common::{corrupt, from_sql_int, open_writer, sql_limit, store_error, to_sql_int, OrStore, ReadPool, Synchronous};
+use crate::common::{corrupt, from_sql_int, open_writer, sql_limit, store_error, to_sql_int, Checkpointer, OrStore, ReadPool, Synchronous};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -36,6 +36,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 const MAX_BATCH: usize = 256;
 /// Append requests waiting for the writer; beyond this, callers wait to enqueue.
 const QUEUE: usize = 4 * MAX_BATCH;
+/// The newest events kept in memory for feed readers (see [`FeedTail`]).
+const TAIL: usize = 16_384;
 /// How often the writer purges expired idempotency records (see the module docs).
 pub const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(10 * 60);
 /// The most expired idempotency records one purge transaction deletes.
@@ -80,6 +82,65 @@ pub struct SqliteEventStore {
     writer: Option<JoinHandle<()>>,
     readers: Arc<ReadPool>,
     head: Arc<watch::Sender<u64>>,
+    tail: Arc<FeedTail>,
+    /// Dropped after the writer has stopped (field order): the last checkpoint
+    /// copies everything it wrote.
+    _checkpointer: Checkpointer,
+}
+
+/// The newest committed events, in feed order, as the writer committed them.
+///
+/// Every feed consumer (projections, the saga starters) reads every event, most of
+/// them moments after it was committed: served from here, an event is not read
+/// back from the file and decoded from JSON once per consumer. A reader further
+/// behind than the tail reaches (a restart, a consumer that stalled) reads the file.
+/// The writer fills it before it publishes the new head, so a reader woken by the
+/// head finds the events here.
+struct FeedTail {
+    capacity: usize,
+    inner: std::sync::Mutex<TailInner>,
+}
+
+struct TailInner {
+    /// Every committed event after this position is in `events`.
+    after: u64,
+    events: std::collections::VecDeque<(u64, EventEnvelope)>,
+}
+
+impl FeedTail {
+    fn new(head: u64, capacity: usize) -> Self {
+        FeedTail { capacity, inner: std::sync::Mutex::new(TailInner { after: head, events: Default::default() }) }
+    }
+
+    fn push(&self, committed: impl IntoIterator<Item = (u64, EventEnvelope)>) {
+        let mut tail = crate::common::lock(&self.inner);
+        for event in committed {
+            // This writer's positions are dense (a rolled-back insert gives its number
+            // back), so a gap is an event another connection wrote into the file: the
+            // tail restarts after it, and readers before it read the file.
+            let last = tail.events.back().map_or(tail.after, |(at, _)| *at);
+            if event.0 != last + 1 {
+                tail.events.clear();
+                tail.after = event.0 - 1;
+            }
+            if tail.events.len() == self.capacity {
+                if let Some((evicted, _)) = tail.events.pop_front() {
+                    tail.after = evicted;
+                }
+            }
+            tail.events.push_back(event);
+        }
+    }
+
+    /// The events after `position` (at most `limit`), if the tail holds all of them.
+    fn read_after(&self, position: u64, limit: usize) -> Option<Vec<(u64, EventEnvelope)>> {
+        let tail = crate::common::lock(&self.inner);
+        if position < tail.after {
+            return None;
+        }
+        let start = tail.events.partition_point(|(at, _)| *at <= position);
+        Some(tail.events.range(start..).take(limit).cloned().collect())
+    }
 }
 
 /// A commit encoded and checked by the caller, so that the writer thread only
@@ -94,6 +155,8 @@ struct PreparedStream {
     expected_version: i64,
     /// (version, envelope JSON), versions `expected_version + 1 ..`.
     events: Vec<(i64, String)>,
+    /// The same events, for the feed tail once committed.
+    envelopes: Vec<EventEnvelope>,
 }
 
 struct PreparedRecord {
@@ -132,17 +195,26 @@ impl SqliteEventStore {
             tracing::info!(path = %path.display(), purged, "expired idempotency records deleted");
         }
         let position: i64 = conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |row| row.get(0)).or_store("reading the head position")?;
-        let head = Arc::new(watch::channel(from_sql_int(position, "position")?).0);
+        let position = from_sql_int(position, "position")?;
+        let head = Arc::new(watch::channel(position).0);
+        let tail = Arc::new(FeedTail::new(position, TAIL));
         let (requests, queue) = mpsc::channel(QUEUE);
         let writer = {
-            let head = head.clone();
+            let (head, tail) = (head.clone(), tail.clone());
             std::thread::Builder::new()
                 .name("sqlite-event-writer".into())
-                .spawn(move || run_writer(conn, queue, &head))
+                .spawn(move || run_writer(conn, queue, &head, &tail))
                 .or_store("starting the event writer thread")?
         };
         tracing::debug!(path = %path.display(), head = position, "sqlite event store open");
-        Ok(SqliteEventStore { requests: Some(requests), writer: Some(writer), readers: ReadPool::new(path), head })
+        Ok(SqliteEventStore {
+            requests: Some(requests),
+            writer: Some(writer),
+            readers: ReadPool::new(path),
+            head,
+            tail,
+            _checkpointer: Checkpointer::start(path)?,
+        })
     }
 
     /// Deletes every idempotency record whose `expiresAt` is before `now` and says
@@ -190,7 +262,7 @@ fn prepare(commit: Commit) -> Result<PreparedCommit, AppendError> {
             let json = serde_json::to_string(event).or_store("encoding an event")?;
             events.push((to_sql_int(event.version, "version")?, json));
         }
-        streams.push(PreparedStream { stream_id: append.stream_id, expected_version, events });
+        streams.push(PreparedStream { stream_id: append.stream_id, expected_version, events, envelopes: append.events });
     }
     let idempotency = match commit.idempotency {
         Some(record) => Some(PreparedRecord {
@@ -208,7 +280,7 @@ fn prepare(commit: Commit) -> Result<PreparedCommit, AppendError> {
 /// appends in one transaction, publishes the new head, then answers; then runs the
 /// purges asked for, and the periodic purge when it is due. Returns when the queue
 /// is closed (the store was dropped) and drained.
-fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Request>, head: &watch::Sender<u64>) {
+fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Request>, head: &watch::Sender<u64>, tail: &FeedTail) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut next_purge = Instant::now() + IDEMPOTENCY_PURGE_EVERY;
     while queue.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
@@ -223,7 +295,7 @@ fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Request>, head: &watch
             }
         }
         if !appends.is_empty() {
-            group_commit(&conn, appends, head);
+            group_commit(&conn, appends, head, tail);
         }
         for (snapshot, reply) in snapshots {
             let _ = reply.send(save_snapshot(&conn, &snapshot));
@@ -288,13 +360,16 @@ fn purge_expired(conn: &Connection, now: DateTime<Utc>, purge: Purge) -> Result<
     }
 }
 
-/// Writes a batch of appends in one transaction, publishes the new head, then
-/// answers each request.
-fn group_commit(conn: &Connection, batch: Vec<AppendRequest>, head: &watch::Sender<u64>) {
+/// Writes a batch of appends in one transaction, fills the feed tail, publishes
+/// the new head, then answers each request.
+fn group_commit(conn: &Connection, batch: Vec<AppendRequest>, head: &watch::Sender<u64>, tail: &FeedTail) {
     tracing::trace!(requests = batch.len(), "sqlite group commit");
     let (commits, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|request| (request.commit, request.reply)).unzip();
     let outcomes = match write_batch(conn, &commits) {
-        Ok(Batch { outcomes, head: new_head }) => {
+        Ok(Batch { outcomes, positions }) => {
+            let new_head = positions.last().copied();
+            let committed = commits.into_iter().zip(&outcomes).filter(|(_, outcome)| outcome.is_ok()).flat_map(|(commit, _)| commit.streams);
+            tail.push(positions.into_iter().zip(committed.flat_map(|stream| stream.envelopes)));
             if let Some(new_head) = new_head {
                 head.send_replace(new_head);
             }
@@ -329,8 +404,8 @@ impl From<StoreError> for Refusal {
 struct Batch {
     /// Each request's outcome, in order.
     outcomes: Vec<Result<(), AppendError>>,
-    /// The new head position, if anything was appended.
-    head: Option<u64>,
+    /// The position of every event appended, in order (the last is the new head).
+    positions: Vec<u64>,
 }
 
 /// One transaction for the whole batch, one savepoint per request. Returns each
@@ -349,13 +424,13 @@ fn write_batch(conn: &Connection, batch: &[PreparedCommit]) -> Result<Batch, Sto
 fn write_batch_in_transaction(conn: &Connection, batch: &[PreparedCommit]) -> Result<Batch, StoreError> {
     conn.execute_batch("BEGIN IMMEDIATE").or_store("beginning a group commit")?;
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut last_position = None;
+    let mut positions = Vec::with_capacity(batch.len());
     for commit in batch {
-        conn.execute_batch("SAVEPOINT append").or_store("opening a savepoint")?;
-        match append_one(conn, commit) {
-            Ok(last) => {
-                conn.execute_batch("RELEASE append").or_store("releasing a savepoint")?;
-                last_position = last.or(last_position);
+        run_cached(conn, "SAVEPOINT append").or_store("opening a savepoint")?;
+        let appended_before = positions.len();
+        match append_one(conn, commit, &mut positions) {
+            Ok(()) => {
+                run_cached(conn, "RELEASE append").or_store("releasing a savepoint")?;
                 outcomes.push(Ok(()));
             }
             Err(refusal) => {
@@ -368,6 +443,7 @@ fn write_batch_in_transaction(conn: &Connection, batch: &[PreparedCommit]) -> Re
                     });
                 }
                 conn.execute_batch("ROLLBACK TO append; RELEASE append").or_store("rolling back a savepoint")?;
+                positions.truncate(appended_before);
                 outcomes.push(Err(match refusal {
                     Refusal::Refused(e) => e,
                     Refusal::Failed(e) => AppendError::Store(e),
@@ -376,13 +452,13 @@ fn write_batch_in_transaction(conn: &Connection, batch: &[PreparedCommit]) -> Re
         }
     }
     conn.execute_batch("COMMIT").or_store("committing")?;
-    let head = last_position.map(|p| from_sql_int(p, "position")).transpose()?;
-    Ok(Batch { outcomes, head })
+    Ok(Batch { outcomes, positions })
 }
 
 /// Checks and writes one commit inside the batch's transaction, where earlier
-/// requests of the batch are visible. Returns the position of its last event.
-fn append_one(conn: &Connection, commit: &PreparedCommit) -> Result<Option<i64>, Refusal> {
+/// requests of the batch are visible. Adds the position of each event it wrote to
+/// `positions` (which the caller truncates if the commit is rolled back).
+fn append_one(conn: &Connection, commit: &PreparedCommit, positions: &mut Vec<u64>) -> Result<(), Refusal> {
     if let Some(record) = &commit.idempotency {
         let existing: Option<String> = conn
             .prepare_cached("SELECT record FROM idempotency WHERE scope = ?1 AND key = ?2")
@@ -402,12 +478,11 @@ fn append_one(conn: &Connection, commit: &PreparedCommit) -> Result<Option<i64>,
             }
         }
     }
-    let mut last = None;
     let mut insert = conn.prepare_cached("INSERT INTO events (stream_id, version, envelope) VALUES (?1, ?2, ?3)").or_store("preparing")?;
     for stream in &commit.streams {
         for (version, json) in &stream.events {
             match insert.execute(params![stream.stream_id, version, json]) {
-                Ok(_) => last = Some(conn.last_insert_rowid()),
+                Ok(_) => positions.push(from_sql_int(conn.last_insert_rowid(), "position")?),
                 // The same stream twice in one commit: the second append conflicts
                 // with the first.
                 Err(e) if is_unique_violation(&e) => return Err(Refusal::Refused(AppendError::VersionConflict { stream_id: stream.stream_id.clone() })),
@@ -420,7 +495,13 @@ fn append_one(conn: &Connection, commit: &PreparedCommit) -> Result<Option<i64>,
             .and_then(|mut stmt| stmt.execute(params![record.scope, record.key, record.json, record.expires_at]))
             .or_store("inserting an idempotency record")?;
     }
-    Ok(last)
+    Ok(())
+}
+
+/// A statement without results, prepared once per connection (the writer runs two
+/// savepoint statements per request of every group commit).
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -508,6 +589,9 @@ impl EventStore for SqliteEventStore {
 #[async_trait]
 impl EventFeed for SqliteEventStore {
     async fn read_after(&self, position: u64, limit: usize) -> Result<Vec<(u64, EventEnvelope)>, StoreError> {
+        if let Some(events) = self.tail.read_after(position, limit) {
+            return Ok(events);
+        }
         let Ok(position) = i64::try_from(position) else { return Ok(Vec::new()) };
         let limit = sql_limit(limit);
         self.readers
@@ -542,4 +626,56 @@ fn decode_event(stream_id: &str, version: i64, json: &str) -> Result<EventEnvelo
         return Err(StoreError::new(format!("sqlite: corrupt event {stream_id} version {version}: the envelope says version {}", event.version)));
     }
     Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::envelope::EventMetadata;
+
+    fn event(version: u64) -> EventEnvelope {
+        EventEnvelope {
+            event_id: uuid::Uuid::now_v7(),
+            aggregate_type: "Wallet".into(),
+            aggregate_id: uuid::Uuid::nil(),
+            version,
+            event_type: "WalletCredited".into(),
+            schema_version: 1,
+            occurred_at: Utc::now(),
+            data: serde_json::json!({}),
+            metadata: EventMetadata {
+                command_id: uuid::Uuid::nil(),
+                correlation_id: "c".into(),
+                causation_id: None,
+                user_id: "u".into(),
+                idempotency_key: None,
+            },
+        }
+    }
+
+    fn positions(read: Option<Vec<(u64, EventEnvelope)>>) -> Option<Vec<u64>> {
+        read.map(|events| events.into_iter().map(|(at, _)| at).collect())
+    }
+
+    #[test]
+    fn the_tail_answers_only_reads_it_holds_entirely() {
+        // Opened at head 10.
+        let tail = FeedTail::new(10, 3);
+        assert_eq!(positions(tail.read_after(10, 5)), Some(vec![]));
+        assert_eq!(positions(tail.read_after(9, 5)), None, "position 10 was committed before the tail started");
+        tail.push([(11, event(1)), (12, event(2))]);
+        assert_eq!(positions(tail.read_after(10, 5)), Some(vec![11, 12]));
+        assert_eq!(positions(tail.read_after(11, 5)), Some(vec![12]));
+        assert_eq!(positions(tail.read_after(10, 1)), Some(vec![11]));
+        tail.push([(13, event(3)), (14, event(4))]);
+        // 11 was evicted: a reader at 10 must go to the file; one at 11 or later need not.
+        assert_eq!(positions(tail.read_after(10, 5)), None);
+        assert_eq!(positions(tail.read_after(11, 5)), Some(vec![12, 13, 14]));
+        assert_eq!(positions(tail.read_after(14, 5)), Some(vec![]));
+        // Position 15 was written by another connection: whoever has not read past it
+        // reads the file.
+        tail.push([(16, event(5))]);
+        assert_eq!(positions(tail.read_after(14, 5)), None);
+        assert_eq!(positions(tail.read_after(15, 5)), Some(vec![16]));
+    }
 }

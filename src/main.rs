@@ -165,6 +165,17 @@ fn token(sub: &str, roles: &str, data_dir: &std::path::Path, ttl_hours: i64) -> 
     Ok(verifier.mint(sub.trim(), &roles, chrono::Utc::now().timestamp(), ttl_hours * 3600))
 }
 
+/// Standard output without its line buffering: the log writer thread writes every
+/// line queued since its last write, then flushes, so a busy server makes one
+/// `write(2)` per batch of lines instead of one per line.
+fn log_output() -> Box<dyn std::io::Write + Send> {
+    use std::os::fd::AsFd;
+    match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::from(fd))),
+        Err(_) => Box::new(std::io::stdout()),
+    }
+}
+
 /// JSON lines on stdout; `RUST_LOG` filters (default `info`).
 ///
 /// A request formats its line and hands it to a writer thread (tracing-appender),
@@ -172,7 +183,7 @@ fn token(sub: &str, roles: &str, data_dir: &std::path::Path, ttl_hours: i64) -> 
 /// request takes: one line per request is cheap again. Nothing is dropped: when the
 /// writer falls 128k lines behind, requests wait for it as they did before.
 fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).thread_name("log-writer").finish(std::io::stdout());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).thread_name("log-writer").finish(log_output());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().json().with_writer(writer).with_env_filter(filter).with_current_span(true).with_span_list(false).with_target(false).init();
     guard

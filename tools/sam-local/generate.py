@@ -8,8 +8,8 @@
   - every cargo-lambda function's ``CodeUri`` pointing at ``<code-dir>/<Binary>`` (a
     folder holding a prebuilt ``bootstrap``: deploy.py links the cargo build there,
     ``cargo lambda build`` writes ``target/lambda/<bin>/``) and its build ``Metadata``
-    dropped. A template made by ``sam build`` (``.aws-sam/build/template.yaml``,
-    functions already pointing at their artifacts) keeps its ``CodeUri``s;
+    dropped. A function whose ``CodeUri`` already holds a ``bootstrap`` (``sam build``
+    output: ``--template .aws-sam/build/template.yaml``) keeps it;
   - the ``Architecture`` parameter defaulting to this host's (the bootstraps were
     built for it);
   - ``AWS_ENDPOINT_URL`` declared in the functions' global environment (SAM passes a
@@ -45,14 +45,19 @@ def local_template(template_path, code_dir, endpoint):
         props = resource.get("Properties", {})
         if resource["Type"] == "AWS::Serverless::Function":
             binary = resource.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
-            if binary:
+            code = props.get("CodeUri")
+            if isinstance(code, str) and (base / code / "bootstrap").exists():
+                # built already (`sam build` output): run that
+                props["CodeUri"] = str((base / code).resolve())
+                resource.pop("Metadata", None)
+            elif binary:
                 folder = code_dir / binary
                 if not (folder / "bootstrap").exists():
                     missing.append(str(folder / "bootstrap"))
                 props["CodeUri"] = str(folder)
                 resource.pop("Metadata")
-            elif isinstance(props.get("CodeUri"), str):
-                props["CodeUri"] = str((base / props["CodeUri"]).resolve())
+            elif isinstance(code, str):
+                props["CodeUri"] = str((base / code).resolve())
         elif resource["Type"] == "AWS::Serverless::StateMachine" and isinstance(props.get("DefinitionUri"), str):
             props["DefinitionUri"] = str((base / props["DefinitionUri"]).resolve())
     if missing:

@@ -195,7 +195,8 @@ step "sam local: events/ fixtures through sam local invoke, the README flow thro
 # A Docker engine of the test's own (Debian's docker.io, installed when missing), the
 # offline stand-in for provided.al2023, LocalStack reachable from the containers, the
 # deployed stack's names as --env-vars; the functions are the debug builds deploy.py
-# linked (nothing is compiled). Stopped by the EXIT trap.
+# linked, and one function built by `sam build` (cargo-lambda, debug; the only
+# compiling here; HEALTHPAY_SAM_BUILD=0 skips it). Stopped by the EXIT trap.
 tools/sam-local/sam-local.sh up
 "$TOOLS/bin/pytest" -q tests/sam_local
 

@@ -11,7 +11,8 @@
 #  2. starts a Docker engine of its own, unless one already answers (DOCKER_HOST or
 #     /var/run/docker.sock): dockerd with every file under localstack/.state/sam-local/
 #     (data root, exec root, containerd, socket, log), no iptables, on a bridge of its
-#     own (`hpsam0`, 172.29.0.1/24 unless SAM_LOCAL_BRIDGE_CIDR says otherwise).
+#     own (`hps<6 hex>`, 172.29.<n>.1/24, both derived from the checkout's path;
+#     SAM_LOCAL_BRIDGE and SAM_LOCAL_BRIDGE_CIDR override them).
 #     Containers on it have no route out; the ports SAM publishes are served by
 #     docker-proxy on 127.0.0.1;
 #  3. builds the local stand-in for AWS's base image `public.ecr.aws/lambda/provided:al2023-x86_64`
@@ -39,8 +40,11 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 STATE="$ROOT/localstack/.state/sam-local"
-BRIDGE="${SAM_LOCAL_BRIDGE:-hpsam0}"
-CIDR="${SAM_LOCAL_BRIDGE_CIDR:-172.29.0.1/24}"
+# The bridge's name and subnet come from this checkout's path, so that two checkouts
+# (two engineers' test runs on one machine) never share a bridge or addresses.
+KEY="$(printf '%s' "$STATE" | sha256sum | cut -c1-6)"
+BRIDGE="${SAM_LOCAL_BRIDGE:-hps$KEY}"
+CIDR="${SAM_LOCAL_BRIDGE_CIDR:-172.29.$((16#${KEY:0:2})).1/24}"
 GATEWAY="${CIDR%/*}"
 PORT="${LOCALSTACK_PORT:-4566}"
 IMAGE_REPO="public.ecr.aws/lambda/provided"
@@ -92,6 +96,9 @@ start_engine() {
   [[ $(id -u) == 0 ]] || die "starting dockerd needs root (or start a Docker engine yourself and set DOCKER_HOST)"
   mkdir -p "$STATE/data" "$STATE/exec"
   # our own bridge, so that no other engine's docker0 is touched
+  local taken
+  taken="$(ip -o -4 addr show | awk -v gw="$GATEWAY" -v br="$BRIDGE" 'index($4, gw "/") == 1 && $2 != br { print $2 }')"
+  [[ -z "$taken" ]] || die "$GATEWAY is already an address of $taken: set SAM_LOCAL_BRIDGE_CIDR to a free subnet (e.g. 172.30.0.1/24)"
   if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
     ip link add name "$BRIDGE" type bridge
     ip addr add "$CIDR" dev "$BRIDGE"

@@ -11,7 +11,9 @@
 # document, every operation); template lint (cfn-lint, sam validate --lint);
 # LocalStack install + start; the
 # DynamoDB adapter's conformance suite on LocalStack's DynamoDB; deploy
-# template.yaml to LocalStack; integration tests against the deployed stack.
+# template.yaml to LocalStack; integration tests against the deployed stack; the
+# functions through the SAM CLI (sam local invoke / start-api, in Docker containers
+# of a Docker engine the test starts and stops itself).
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT="$PWD"
@@ -164,7 +166,16 @@ step "template lint"
 
 step "LocalStack: install and start (no Docker)"
 localstack/install.sh
-trap 'printf "\n== stopping LocalStack\n"; localstack/stop.sh || true' EXIT
+cleanup() {
+  # the sam local phase's Docker engine (a no-op when it never started), then LocalStack
+  if [[ -d localstack/.state/sam-local ]]; then
+    printf '\n== stopping the sam local Docker engine\n'
+    tools/sam-local/sam-local.sh down || true
+  fi
+  printf '\n== stopping LocalStack\n'
+  localstack/stop.sh || true
+}
+trap cleanup EXIT
 LOCALSTACK_SKIP_INSTALL=1 localstack/start.sh
 # shellcheck source=localstack/env.sh
 source localstack/env.sh
@@ -179,5 +190,14 @@ localstack/.state/venv/bin/python localstack/deploy.py
 
 step "integration tests against the deployed stack"
 "$TOOLS/bin/pytest" -q tests/localstack
+
+step "sam local: events/ fixtures through sam local invoke, the README flow through sam local start-api"
+# A Docker engine of the test's own (Debian's docker.io, installed when missing), the
+# offline stand-in for provided.al2023, LocalStack reachable from the containers, the
+# deployed stack's names as --env-vars; the functions are the debug builds deploy.py
+# linked, and one function built by `sam build` (cargo-lambda, debug; the only
+# compiling here; HEALTHPAY_SAM_BUILD=0 skips it). Stopped by the EXIT trap.
+tools/sam-local/sam-local.sh up
+"$TOOLS/bin/pytest" -q tests/sam_local
 
 step "done"

@@ -66,60 +66,8 @@ pub(crate) fn open_writer(path: &Path, synchronous: Synchronous, schema: &str) -
         return Err(StoreError::new(format!("sqlite: {shown} refused WAL mode (journal_mode is {mode})")));
     }
     conn.pragma_update(None, "synchronous", synchronous.pragma()).or_store("setting synchronous")?;
-    // Checkpoints are the Checkpointer's job, off the commit path (see there).
-    conn.pragma_update(None, "wal_autocheckpoint", 0).or_store("turning off automatic checkpoints")?;
     conn.execute_batch(schema).or_store(&format!("creating the schema of {shown}"))?;
     Ok(conn)
-}
-
-/// How often a [`Checkpointer`] copies the WAL back into the database file.
-const CHECKPOINT_PERIOD: Duration = Duration::from_millis(500);
-
-/// Checkpoints a database file's WAL on a thread of its own, every
-/// [`CHECKPOINT_PERIOD`], until dropped (then once more).
-///
-/// SQLite's automatic checkpoint runs inside the commit that crosses 1,000 WAL
-/// pages: that commit — and, behind the event store's single writer, every command
-/// waiting for the next group commit — pays for copying the pages and an fsync of
-/// the database file. A passive checkpoint on another connection never blocks the
-/// writer or the readers, and copies a page written many times since the last one
-/// only once. Durability is unchanged: a commit is durable once its WAL frames are
-/// (`synchronous=FULL` fsyncs them at every commit of the event store).
-pub(crate) struct Checkpointer {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Checkpointer {
-    pub(crate) fn start(path: &Path) -> Result<Self, StoreError> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).or_store(&format!("opening {} to checkpoint", path.display()))?;
-        conn.busy_timeout(BUSY_TIMEOUT).or_store("setting busy_timeout")?;
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let shown = path.display().to_string();
-        let thread = std::thread::Builder::new()
-            .name("sqlite-checkpoint".into())
-            .spawn(move || loop {
-                let last = !matches!(stopped.recv_timeout(CHECKPOINT_PERIOD), Err(std::sync::mpsc::RecvTimeoutError::Timeout));
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(path = %shown, error = %e, "sqlite: checkpointing the WAL failed; trying again later");
-                }
-                if last {
-                    return;
-                }
-            })
-            .or_store("starting the checkpoint thread")?;
-        Ok(Checkpointer { stop: Some(stop), thread: Some(thread) })
-    }
-}
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
@@ -182,13 +130,12 @@ impl ReadPool {
 pub(crate) struct Db {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<ReadPool>,
-    _checkpointer: Checkpointer,
 }
 
 impl Db {
     pub(crate) fn open(path: &Path, synchronous: Synchronous, schema: &str) -> Result<Self, StoreError> {
         let writer = open_writer(path, synchronous, schema)?;
-        Ok(Db { writer: Arc::new(Mutex::new(writer)), readers: ReadPool::new(path), _checkpointer: Checkpointer::start(path)? })
+        Ok(Db { writer: Arc::new(Mutex::new(writer)), readers: ReadPool::new(path) })
     }
 
     pub(crate) async fn write<T: Send + 'static>(&self, write: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {

@@ -20,7 +20,7 @@
 //! not yet purged are still honoured, as DynamoDB honours items TTL has not yet
 //! deleted: the contract promises "at least 24 hours".
 
-use crate::common::{corrupt, from_sql_int, open_writer, sql_limit, store_error, to_sql_int, Checkpointer, OrStore, ReadPool, Synchronous};
+use crate::common::{corrupt, from_sql_int, open_writer, sql_limit, store_error, to_sql_int, OrStore, ReadPool, Synchronous};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -83,9 +83,6 @@ pub struct SqliteEventStore {
     readers: Arc<ReadPool>,
     head: Arc<watch::Sender<u64>>,
     tail: Arc<FeedTail>,
-    /// Dropped after the writer has stopped (field order): the last checkpoint
-    /// copies everything it wrote.
-    _checkpointer: Checkpointer,
 }
 
 /// The newest committed events, in feed order, as the writer committed them.
@@ -207,14 +204,7 @@ impl SqliteEventStore {
                 .or_store("starting the event writer thread")?
         };
         tracing::debug!(path = %path.display(), head = position, "sqlite event store open");
-        Ok(SqliteEventStore {
-            requests: Some(requests),
-            writer: Some(writer),
-            readers: ReadPool::new(path),
-            head,
-            tail,
-            _checkpointer: Checkpointer::start(path)?,
-        })
+        Ok(SqliteEventStore { requests: Some(requests), writer: Some(writer), readers: ReadPool::new(path), head, tail })
     }
 
     /// Deletes every idempotency record whose `expiresAt` is before `now` and says

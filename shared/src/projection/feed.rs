@@ -21,14 +21,6 @@ pub trait FeedConsumer: Send + Sync {
     fn name(&self) -> &'static str;
     async fn handle(&self, envelope: &EventEnvelope) -> Result<(), String>;
 
-    /// How long to let events gather after a batch that did not fill [`BATCH`]: a
-    /// consumer whose every batch costs a store transaction does less work per event
-    /// with fewer, larger batches under load. Only a consumer that has just handled
-    /// a batch waits: one that was idle handles a new event at once.
-    fn linger(&self) -> Duration {
-        Duration::ZERO
-    }
-
     /// Handles a run of events in feed order: how many were handled (a prefix), and
     /// why the next one was not (`None`: it was not tried; the caller hands over the
     /// rest again). One by one unless the consumer can do better.
@@ -52,11 +44,6 @@ pub struct Projections {
     pub store: Arc<dyn ReadBatches>,
 }
 
-/// See [`FeedConsumer::linger`]: projecting 5 ms of commands at once under load
-/// writes each read-model page once per batch instead of once per few events, for
-/// at most 5 ms more projection lag, and only while commands keep coming.
-pub const PROJECTION_LINGER: Duration = Duration::from_millis(5);
-
 impl Projections {
     /// A stored event no projector can read will never become readable by retrying;
     /// stopping the whole read side for it would be worse.
@@ -73,10 +60,6 @@ impl Projections {
 impl FeedConsumer for Projections {
     fn name(&self) -> &'static str {
         "projections"
-    }
-
-    fn linger(&self) -> Duration {
-        PROJECTION_LINGER
     }
 
     async fn handle(&self, envelope: &EventEnvelope) -> Result<(), String> {
@@ -98,7 +81,7 @@ impl FeedConsumer for Projections {
     }
 }
 
-pub const BATCH: usize = 512;
+const BATCH: usize = 512;
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
 /// While events keep coming, a consumer saves its checkpoint at most this often
 /// (and always when it has caught up or stops). A checkpoint is a store write; every
@@ -169,7 +152,6 @@ impl FeedRunner {
                 }
                 continue;
             }
-            let full = batch.len() == BATCH;
             let (positions, envelopes): (Vec<u64>, Vec<EventEnvelope>) = batch.into_iter().unzip();
             let mut next = 0;
             let mut backoff = Duration::from_millis(50);
@@ -194,11 +176,6 @@ impl FeedRunner {
             }
             if saved.at.elapsed() >= CHECKPOINT_EVERY {
                 self.save(&mut saved, position).await;
-            }
-            let linger = self.consumer.linger();
-            if !full && !linger.is_zero() && wait_or_shutdown(&mut shutdown, linger).await {
-                self.save(&mut saved, position).await;
-                return;
             }
         }
     }

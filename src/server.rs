@@ -409,7 +409,7 @@ async fn not_found(request: Request) -> axum::response::Response {
 
 use axum::response::IntoResponse;
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let terminate = async {

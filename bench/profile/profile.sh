@@ -62,26 +62,20 @@ python3 - "$dir/sched.before" "$dir/sched.after" "$started" "$ended" <<'PY'
 import sys
 from collections import defaultdict
 def read(path):
-    rows = {}
-    for i, line in enumerate(open(path)):
+    """(on-CPU ns, runnable ns) of every thread, grouped by thread name."""
+    threads = defaultdict(list)
+    for line in open(path):
         name, run, wait = line.split()
-        rows[(i, name)] = (int(run), int(wait))
-    return rows
+        threads[name].append((int(run), int(wait)))
+    return threads
 before, after = read(sys.argv[1]), read(sys.argv[2])
 wall = float(sys.argv[4]) - float(sys.argv[3])
-by_name = defaultdict(lambda: [0, 0, 0, 0])
-names_before = defaultdict(list)
-for (i, name), v in before.items():
-    names_before[name].append(v)
-names_after = defaultdict(list)
-for (i, name), v in after.items():
-    names_after[name].append(v)
 print("| threads | count | on a CPU | waiting for a CPU | asleep (I/O, locks, idle) |")
 print("|---|---|---|---|---|")
-for name in sorted(names_after):
-    run = sum(r for r, _ in names_after[name]) - sum(r for r, _ in names_before.get(name, []))
-    wait = sum(w for _, w in names_after[name]) - sum(w for _, w in names_before.get(name, []))
-    n = len(names_after[name])
+for name in sorted(after):
+    run = sum(r for r, _ in after[name]) - sum(r for r, _ in before.get(name, []))
+    wait = sum(w for _, w in after[name]) - sum(w for _, w in before.get(name, []))
+    n = len(after[name])
     asleep = max(0.0, n * wall - (run + wait) / 1e9)
     print(f"| {name} | {n} | {run / 1e9 / wall:.2f} | {wait / 1e9 / wall:.2f} | {asleep / wall:.2f} |")
 PY

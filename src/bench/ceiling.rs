@@ -29,7 +29,7 @@ pub struct CeilingArgs {
 /// Answers until killed (the benchmark that started it stops it with SIGTERM).
 pub async fn serve(args: CeilingArgs) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await.map_err(|e| format!("binding 127.0.0.1:{}: {e}", args.port))?;
-    axum::serve(listener, router()).with_graceful_shutdown(terminated()).await.map_err(|e| e.to_string())
+    axum::serve(listener, router()).with_graceful_shutdown(crate::server::shutdown_signal()).await.map_err(|e| e.to_string())
 }
 
 fn router() -> Router {
@@ -68,12 +68,6 @@ fn command(headers: &HeaderMap, body: &Bytes, status: StatusCode) -> Response {
         "version": VERSION.fetch_add(1, Ordering::Relaxed),
     });
     (status, Json(answer)).into_response()
-}
-
-async fn terminated() {
-    if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        signal.recv().await;
-    }
 }
 
 #[cfg(test)]

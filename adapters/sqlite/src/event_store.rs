@@ -101,7 +101,9 @@ struct FeedTail {
 struct TailInner {
     /// Every committed event after this position is in `events`.
     after: u64,
-    events: std::collections::VecDeque<(u64, EventEnvelope)>,
+    /// Shared, so that a reader holds the lock (which the writer needs after every
+    /// commit) only to count references, and copies the envelopes after letting go.
+    events: std::collections::VecDeque<(u64, Arc<EventEnvelope>)>,
 }
 
 impl FeedTail {
@@ -125,18 +127,21 @@ impl FeedTail {
                     tail.after = evicted;
                 }
             }
-            tail.events.push_back(event);
+            tail.events.push_back((event.0, Arc::new(event.1)));
         }
     }
 
     /// The events after `position` (at most `limit`), if the tail holds all of them.
     fn read_after(&self, position: u64, limit: usize) -> Option<Vec<(u64, EventEnvelope)>> {
-        let tail = crate::common::lock(&self.inner);
-        if position < tail.after {
-            return None;
-        }
-        let start = tail.events.partition_point(|(at, _)| *at <= position);
-        Some(tail.events.range(start..).take(limit).cloned().collect())
+        let shared: Vec<(u64, Arc<EventEnvelope>)> = {
+            let tail = crate::common::lock(&self.inner);
+            if position < tail.after {
+                return None;
+            }
+            let start = tail.events.partition_point(|(at, _)| *at <= position);
+            tail.events.range(start..).take(limit).cloned().collect()
+        };
+        Some(shared.into_iter().map(|(at, event)| (at, EventEnvelope::clone(&event))).collect())
     }
 }
 

@@ -12,12 +12,13 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use shared::clock::SystemClock;
 use shared::command::CommandService;
 use shared::ports::{Checkpoints, EventStore};
+use shared::ports::{Rate, RateLimits};
 use shared::saga;
 use shared::saga::claim::ClaimSteps;
 use shared::saga::steps::SagaSteps;
 use shared::saga::transfer::TransferSteps;
 use std::sync::Arc;
-use store_dynamodb::{DynamoBackend, TableNames};
+use store_dynamodb::{DynamoBackend, DynamoRateLimiter, TableNames};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -25,10 +26,28 @@ fn env(name: &str) -> Result<String, Error> {
     std::env::var(name).map_err(|_| format!("{name} is not set (template.yaml sets it)").into())
 }
 
+fn tables() -> Result<TableNames, Error> {
+    Ok(TableNames { events: env("EVENTS_TABLE")?, idempotency: env("IDEMPOTENCY_TABLE")?, read: env("READ_TABLE")? })
+}
+
 /// The DynamoDB tables of this deployment.
 pub async fn backend() -> Result<DynamoBackend, Error> {
-    let tables = TableNames { events: env("EVENTS_TABLE")?, idempotency: env("IDEMPOTENCY_TABLE")?, read: env("READ_TABLE")? };
-    Ok(DynamoBackend::new(store_dynamodb::client_from_env(None).await, &tables))
+    Ok(DynamoBackend::new(store_dynamodb::client_from_env(None).await, &tables()?))
+}
+
+/// Each caller's limits (template parameters `CommandRateLimit`, `CommandBurst`,
+/// `QueryRateLimit`, `QueryBurst`; the defaults of `shared::ports::DEFAULT_RATE_LIMITS`
+/// where a variable is unset), counted in the idempotency table so that they hold
+/// across this function's containers and every other route's.
+pub async fn rate_limiter() -> Result<DynamoRateLimiter, Error> {
+    let number = |name: &str, default: u32| -> Result<u32, Error> {
+        std::env::var(name).map_or(Ok(default), |v| v.trim().parse().map_err(|_| format!("{name} must be a whole number, got {v:?}").into()))
+    };
+    let defaults = shared::ports::DEFAULT_RATE_LIMITS;
+    let commands = Rate::new(number("COMMAND_RATE_LIMIT", defaults.commands.per_second)?, number("COMMAND_BURST", defaults.commands.burst)?)?;
+    let queries = Rate::new(number("QUERY_RATE_LIMIT", defaults.queries.per_second)?, number("QUERY_BURST", defaults.queries.burst)?)?;
+    let client = store_dynamodb::client_from_env(None).await;
+    Ok(DynamoRateLimiter::new(client, &tables()?.idempotency, RateLimits { commands, queries }, Arc::new(SystemClock)))
 }
 
 /// The command service over DynamoDB. It lives as long as the container, so its
@@ -52,6 +71,7 @@ pub async fn serve_route(route: api::Route) -> Result<(), Error> {
         backend.read.clone(),
         Arc::new(api::NoMetrics),
         Arc::new(DynamoHealth { events: backend.events.clone(), read: backend.read.clone() }),
+        Arc::new(rate_limiter().await?),
         crate::payment_expiry::period_from_env()?,
     ));
     lambda_http::run(lambda_http::service_fn(move |request: lambda_http::Request| {

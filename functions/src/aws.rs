@@ -2,6 +2,7 @@
 //! environment `template.yaml` sets, clients are built once per container.
 
 use crate::dead_letters::{DeadLetter, DeadLetters};
+use crate::metrics::Emf;
 use crate::publisher::{BusRecord, EventBus};
 use crate::saga_starter::WorkflowStarter;
 use api::auth::TokenVerifier;
@@ -66,16 +67,17 @@ pub async fn serve_route(route: api::Route) -> Result<(), Error> {
     crate::init_tracing();
     let stand_in_authorizer = std::env::var("JWT_SECRET").is_ok().then(token_verifier).transpose()?.map(Arc::new);
     let backend = backend().await?;
+    let emf = Emf::get();
     let app = Arc::new(App::new(
         commands(&backend),
         backend.read.clone(),
-        Arc::new(api::NoMetrics),
+        emf.clone(),
         Arc::new(DynamoHealth { events: backend.events.clone(), read: backend.read.clone() }),
         Arc::new(rate_limiter().await?),
         crate::payment_expiry::period_from_env()?,
     ));
     lambda_http::run(lambda_http::service_fn(move |request: lambda_http::Request| {
-        let app = app.clone();
+        let (app, emf) = (app.clone(), emf.clone());
         let verifier = stand_in_authorizer.clone();
         async move {
             let response = match verifier {
@@ -88,6 +90,7 @@ pub async fn serve_route(route: api::Route) -> Result<(), Error> {
                 }
                 _ => api::handle(&app, route, request).await,
             };
+            emf.flush();
             Ok::<_, std::convert::Infallible>(response)
         }
     }))
@@ -110,9 +113,14 @@ pub async fn serve_step(function: &'static str) -> Result<(), Error> {
 
 async fn run_steps<S: SagaSteps>(steps: S, function: &'static str) -> Result<(), Error> {
     let steps = Arc::new(steps);
+    let emf = Emf::get();
     lambda_runtime::run(lambda_runtime::service_fn(move |event| {
-        let steps = steps.clone();
-        async move { crate::steps::run_step(steps.as_ref(), function, event).await }
+        let (steps, emf) = (steps.clone(), emf.clone());
+        async move {
+            let outcome = crate::steps::run_step(steps.as_ref(), function, event).await;
+            emf.flush();
+            outcome
+        }
     }))
     .await
 }

@@ -105,10 +105,11 @@ pub async fn project_batch(
             tracing::warn!(done = next, "the deadline came during a write: leaving the rest of the batch for redelivery");
             return failure(&records[next].kinesis.sequence_number);
         };
-        let now = shared::clock::Clock::now(&shared::clock::SystemClock);
-        for event in &run[..outcome.projected.len()] {
-            let lag_seconds = (now - event.occurred_at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
-            shared::metrics::record(shared::metrics::Observation::Projected { lag_seconds });
+        // One value per write (its oldest event's lag), not per event: an EMF document
+        // holds at most 100 values of a metric, a batch up to 500 events.
+        if let Some(oldest) = run[..outcome.projected.len()].iter().map(|event| event.occurred_at).min() {
+            let lag = shared::clock::Clock::now(&shared::clock::SystemClock) - oldest;
+            shared::metrics::record(shared::metrics::Observation::Projected { lag_seconds: lag.num_microseconds().unwrap_or(0).max(0) as f64 / 1e6 });
         }
         let failed = next + outcome.projected.len();
         next = match outcome.error {

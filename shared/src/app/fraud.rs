@@ -3,7 +3,7 @@
 //! | command | who |
 //! |---|---|
 //! | raise (and suspend on a high-severity rule) | the fraud detector only: no route sends it |
-//! | resolve | `admin` only |
+//! | read, resolve | `admin` only ([`reviews_fraud`]) |
 //!
 //! An alert and the suspension it causes are one commit: a crash cannot leave a
 //! suspension without its alert, nor an alert whose suspension a redelivery would
@@ -21,6 +21,13 @@ use crate::wallet::{Wallet, WalletCommand, WalletStatus};
 
 /// The `user_id` on the events the detector causes.
 pub const FRAUD_DETECTOR: &str = "fraud-detector";
+
+/// Whether `caller` may read and resolve fraud alerts: operators (`admin`) only. An
+/// alert says how the detector sees a wallet; its owner learns of a suspension from
+/// the wallet itself.
+pub fn reviews_fraud(caller: &Caller) -> bool {
+    caller.is_admin()
+}
 
 /// What raising a finding did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +77,7 @@ impl Ledger {
         note: Option<String>,
         call: &Call<'_, Receipt<FraudAlert>>,
     ) -> Result<Reply<Receipt<FraudAlert>>, CommandError> {
-        if !caller.is_admin() {
+        if !reviews_fraud(caller) {
             return Err(forbidden(format!("{} may not resolve fraud alerts (admin only)", caller.sub)));
         }
         let resolve = FraudAlertCommand::Resolve { resolution, note, resolved_by: caller.sub.clone() };

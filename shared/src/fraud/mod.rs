@@ -56,6 +56,33 @@ impl Default for FraudRules {
 }
 
 impl FraudRules {
+    /// The settings' names, as environment variables (`template.yaml`'s `Fraud*`
+    /// parameters) and, lower-cased with dashes, as the local server's flags.
+    pub const SETTINGS: [&'static str; 5] =
+        ["FRAUD_VELOCITY_COUNT", "FRAUD_VELOCITY_WINDOW_SECONDS", "FRAUD_HIGH_VALUE", "FRAUD_NEW_WALLET_HOURS", "FRAUD_NEW_WALLET_OUTFLOW"];
+
+    /// The rules from named settings (amounts in major units, `10000` or `10000.50`);
+    /// a setting `lookup` does not know keeps its default. Validated.
+    pub fn from_settings(lookup: impl Fn(&str) -> Option<String>) -> Result<FraudRules, String> {
+        let [velocity_count, velocity_window, high_value, new_wallet_hours, new_wallet_outflow] = Self::SETTINGS;
+        let defaults = FraudRules::default();
+        let number = |name: &str, default: u32| -> Result<u32, String> {
+            lookup(name).map_or(Ok(default), |raw| raw.trim().parse().map_err(|_| format!("{name} must be a whole number, got {raw:?}")))
+        };
+        let amount = |name: &str, default: Money| -> Result<Money, String> {
+            lookup(name).map_or(Ok(default), |raw| Money::parse_decimal(raw.trim()).map_err(|e| format!("{name}: {e}")))
+        };
+        let rules = FraudRules {
+            velocity_count: number(velocity_count, defaults.velocity_count)?,
+            velocity_window_seconds: number(velocity_window, defaults.velocity_window_seconds)?,
+            high_value: amount(high_value, defaults.high_value)?,
+            new_wallet_hours: number(new_wallet_hours, defaults.new_wallet_hours)?,
+            new_wallet_outflow: amount(new_wallet_outflow, defaults.new_wallet_outflow)?,
+        };
+        rules.validate()?;
+        Ok(rules)
+    }
+
     /// Refuses thresholds that would make a rule meaningless (zero windows, counts
     /// or amounts).
     pub fn validate(&self) -> Result<(), String> {
@@ -365,6 +392,17 @@ mod tests {
         }
         assert_eq!(alerts.len(), 1, "30 movements in 30 s of one fixed minute: one velocity alert");
         assert!(watch.recent.len() <= rules.velocity_count as usize + 1, "the watch keeps only what the rule needs");
+    }
+
+    #[test]
+    fn settings_override_the_defaults_and_bad_ones_are_refused() {
+        let settings = |pairs: &'static [(&str, &str)]| move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string());
+        assert_eq!(FraudRules::from_settings(settings(&[])), Ok(FraudRules::default()));
+        let rules = FraudRules::from_settings(settings(&[("FRAUD_VELOCITY_COUNT", "3"), ("FRAUD_HIGH_VALUE", "250.50")])).unwrap();
+        assert_eq!((rules.velocity_count, rules.high_value), (3, Money::from_minor(25_050)));
+        assert!(FraudRules::from_settings(settings(&[("FRAUD_VELOCITY_COUNT", "ten")])).is_err());
+        assert!(FraudRules::from_settings(settings(&[("FRAUD_NEW_WALLET_OUTFLOW", "-5")])).is_err());
+        assert!(FraudRules::from_settings(settings(&[("FRAUD_VELOCITY_WINDOW_SECONDS", "0")])).is_err());
     }
 
     #[test]

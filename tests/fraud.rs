@@ -23,7 +23,7 @@ fn alerts_of(server: &Server, admin: &str, wallet: &str) -> Vec<Value> {
 
 #[test]
 fn a_burst_of_withdrawals_raises_one_alert_suspends_the_wallet_and_only_an_admin_clears_it() {
-    let mut server = Server::start("fraud-burst");
+    let mut server = Server::start_in(temp_dir("fraud-burst"), &["--fraud-detection", "on"]);
     let (alice, admin) = (server.token("alice", ""), server.token("ops", "admin"));
     // Everyday traffic first: the burst's alert can only appear after it was judged.
     let calm = server.active_wallet(&alice, None);
@@ -103,7 +103,7 @@ fn a_burst_of_withdrawals_raises_one_alert_suspends_the_wallet_and_only_an_admin
 
 #[test]
 fn money_leaving_a_new_wallet_and_one_large_movement_raise_their_rules() {
-    let server = Server::start_in(temp_dir("fraud-young"), &["--fraud-high-value", "5000"]);
+    let server = Server::start_in(temp_dir("fraud-young"), &["--fraud-detection", "on", "--fraud-high-value", "5000"]);
     let (alice, admin) = (server.token("alice", ""), server.token("ops", "admin"));
     let wallet = server.active_wallet(&alice, None);
     server.credit(&alice, &wallet, "8000").expect(200);
@@ -122,7 +122,7 @@ fn money_leaving_a_new_wallet_and_one_large_movement_raise_their_rules() {
 fn nonsense_thresholds_stop_the_server_before_it_serves() {
     let dir = temp_dir("fraud-flags");
     let out = Command::new(env!("CARGO_BIN_EXE_healthpay"))
-        .args(["serve", "--port", "0", "--data-dir", dir.to_str().unwrap(), "--fraud-velocity-count", "0"])
+        .args(["serve", "--port", "0", "--data-dir", dir.to_str().unwrap(), "--fraud-detection", "on", "--fraud-velocity-count", "0"])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -121,11 +121,6 @@ impl Spawned {
     /// `healthpay serve --host 127.0.0.1 --port <free> <args…>`.
     pub fn serve(args: &[String], env: &[(&str, String)], log: &Path) -> Result<Self, String> {
         let mut command = vec!["serve".to_string(), "--host".into(), "127.0.0.1".into()];
-        // A load test's many commands a second on one wallet are exactly what the
-        // fraud detector's velocity rule suspends: off, unless the run asks for it.
-        if !args.iter().any(|a| a.starts_with("--fraud-detection")) {
-            command.extend(["--fraud-detection".into(), "off".into()]);
-        }
         command.extend(args.iter().cloned());
         Self::start(&command, env, log)
     }

@@ -84,8 +84,9 @@ pub fn record(observation: Observation<'_>) {
     }
 }
 
-/// The fraud consumer's hook: one alert raised by `rule` (`velocity`, `high_value`,
-/// `new_wallet_outflow`, …). Counted as [`FRAUD_ALERTS`] on both runtimes.
+/// One fraud alert raised by `rule` (`velocity`, `high_value`, `new_wallet_outflow`):
+/// the fraud detector calls it (`shared::fraud::detector`) as it raises a new alert, on
+/// both runtimes. Counted as [`FRAUD_ALERTS`].
 pub fn fraud_alert_raised(rule: &str) {
     record(Observation::FraudAlertRaised { rule });
 }

@@ -125,7 +125,13 @@ def deploy(stack, template, secret, overrides):
     config = Config(retries={"max_attempts": 10, "mode": "standard"})
     cfn = boto3.client("cloudformation", endpoint_url=ENDPOINT, config=config)
     parameters = [{"ParameterKey": "JwtSecret", "ParameterValue": secret}]
-    parameters += [{"ParameterKey": key, "ParameterValue": value} for key, value in overrides]
+    # Per-caller command limits a test can drive a burst over through LocalStack (the
+    # template's defaults, 2,000 in two seconds, are beyond what it serves), high enough
+    # that no other test's caller meets them: 40 commands per 4-second window.
+    # tests/localstack/test_rate_limits.py reads them back from the stack's outputs.
+    # A --parameter of the same name wins.
+    chosen = dict([("CommandRateLimit", "10"), ("CommandBurst", "40")] + list(overrides))
+    parameters += [{"ParameterKey": key, "ParameterValue": value} for key, value in chosen.items()]
     capabilities = ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
     # CloudFormation takes at most 51,200 bytes inline; like `sam deploy`, hand it
     # the template through S3 instead.

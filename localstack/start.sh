@@ -23,7 +23,7 @@ PORT="${LOCALSTACK_PORT:-4566}"
 ENDPOINT="http://127.0.0.1:$PORT"
 TIMEOUT="${LOCALSTACK_START_TIMEOUT:-90}"
 # services the project uses; every name here is a LocalStack 2026.3.0 provider
-SERVICES="${LOCALSTACK_SERVICES:-dynamodb,dynamodbstreams,kinesis,lambda,stepfunctions,cloudformation,apigateway,iam,sts,sqs,s3,logs,events,scheduler,ssm,cloudwatch}"
+SERVICES="${LOCALSTACK_SERVICES:-dynamodb,dynamodbstreams,kinesis,lambda,stepfunctions,cloudformation,apigateway,iam,sts,sqs,sns,s3,logs,events,scheduler,ssm,cloudwatch}"
 
 log() { printf '[start] %s\n' "$*" >&2; }
 

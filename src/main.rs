@@ -15,6 +15,7 @@ mod gateway;
 mod maintenance;
 mod metrics;
 mod progress;
+mod rate_limit;
 mod redrive;
 mod secret;
 mod server;

@@ -1,6 +1,9 @@
 //! `GET /metrics` in Prometheus text format: commands by type and outcome, their
-//! latency, how far each feed consumer (projections, saga starter) lags, and with
-//! `--backend dynamodb` the DynamoDB requests each client has sent.
+//! latency, rate-limited requests, concurrency retries and conflicts, projection lag,
+//! saga outcomes and durations, fraud alerts, how far each feed consumer
+//! (projections, saga starter) lags, and with `--backend dynamodb` the DynamoDB
+//! requests each client has sent. The names, and what each means, are
+//! `shared::metrics`'s (the Lambda functions report the same ones to CloudWatch).
 
 use api::Route;
 use prometheus_client::encoding::text::encode;
@@ -10,6 +13,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use shared::metrics::{self as names, Observation};
+use shared::ports::RequestKind;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -34,6 +39,28 @@ struct ClientLabel {
     client: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitedLabel {
+    route: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SagaOutcome {
+    saga: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SagaLabel {
+    saga: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabel {
+    rule: String,
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     commands: Family<Outcome, Counter>,
@@ -44,6 +71,13 @@ pub struct Metrics {
     /// Read at scrape time: (consumer, its position, the log head).
     positions: Mutex<Vec<(String, Arc<AtomicU64>)>>,
     head: Mutex<Option<tokio::sync::watch::Receiver<u64>>>,
+    rate_limited: Family<LimitedLabel, Counter>,
+    concurrency_retries: Counter,
+    concurrency_conflicts: Counter,
+    sagas: Family<SagaOutcome, Counter>,
+    saga_seconds: Family<SagaLabel, Histogram>,
+    dead_letters: Family<ConsumerLabel, Counter>,
+    fraud_alerts: Family<RuleLabel, Counter>,
     dynamodb_requests: Family<ClientLabel, Counter>,
     /// Read at scrape time: (client, the SDK interceptor counting its requests).
     dynamodb_counters: Mutex<Vec<(String, store_dynamodb::RequestCounter)>>,
@@ -54,6 +88,11 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
 }
 
+fn saga_histogram() -> Histogram {
+    // 1 ms … ~65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let commands = Family::<Outcome, Counter>::default();
@@ -62,11 +101,32 @@ impl Metrics {
         let lag_events = Family::<ConsumerLabel, Gauge>::default();
         let projection_lag_seconds = latency_histogram();
         let mut registry = Registry::with_prefix("healthpay");
-        registry.register("commands", "Commands handled, by command and outcome (ok or the error code)", commands.clone());
-        registry.register("command_duration_seconds", "Command latency, request in to answer out", command_seconds.clone());
-        registry.register("queries", "Queries handled, by route and outcome", queries.clone());
-        registry.register("feed_lag_events", "Events appended but not yet handled, by feed consumer", lag_events.clone());
-        registry.register("projection_lag_seconds", "Time from an event's append to its projection", projection_lag_seconds.clone());
+        registry.register(names::COMMANDS, "Commands handled, by command and outcome (ok or the error code)", commands.clone());
+        registry.register(names::COMMAND_DURATION, "Command latency, request in to answer out", command_seconds.clone());
+        registry.register(names::QUERIES, "Queries handled, by route and outcome", queries.clone());
+        registry.register(names::FEED_LAG_EVENTS, "Events appended but not yet handled, by feed consumer", lag_events.clone());
+        registry.register(names::PROJECTION_LAG, "Time from an event's append to its projection", projection_lag_seconds.clone());
+        let rate_limited = Family::<LimitedLabel, Counter>::default();
+        registry.register(
+            names::RATE_LIMITED,
+            "Requests refused 429 for their caller's rate limit, by route and kind (command or query)",
+            rate_limited.clone(),
+        );
+        let (concurrency_retries, concurrency_conflicts) = (Counter::default(), Counter::default());
+        registry.register(
+            names::CONCURRENCY_RETRIES,
+            "Commands decided again after another command appended to their aggregate first",
+            concurrency_retries.clone(),
+        );
+        registry.register(names::CONCURRENCY_CONFLICTS, "Commands that gave up on concurrency conflicts (answered 409)", concurrency_conflicts.clone());
+        let sagas = Family::<SagaOutcome, Counter>::default();
+        registry.register(names::SAGAS, "Saga executions finished, by state machine and the state they ended in", sagas.clone());
+        let saga_seconds = Family::<SagaLabel, Histogram>::new_with_constructor(saga_histogram as fn() -> Histogram);
+        registry.register(names::SAGA_DURATION, "Saga executions' start to end", saga_seconds.clone());
+        let dead_letters = Family::<ConsumerLabel, Counter>::default();
+        registry.register(names::DEAD_LETTERS, "Bus records parked in the dead-letter queue, by consumer", dead_letters.clone());
+        let fraud_alerts = Family::<RuleLabel, Counter>::default();
+        registry.register(names::FRAUD_ALERTS, "Fraud alerts raised, by rule", fraud_alerts.clone());
         Metrics {
             registry: Mutex::new(registry),
             commands,
@@ -74,6 +134,13 @@ impl Metrics {
             queries,
             lag_events,
             projection_lag_seconds,
+            rate_limited,
+            concurrency_retries,
+            concurrency_conflicts,
+            sagas,
+            saga_seconds,
+            dead_letters,
+            fraud_alerts,
             positions: Mutex::default(),
             head: Mutex::default(),
             dynamodb_requests: Family::default(),
@@ -91,7 +158,7 @@ impl Metrics {
     /// SDK retries count too). Only servers with DynamoDB clients call this.
     pub fn count_dynamodb_requests(&self, counters: Vec<(String, store_dynamodb::RequestCounter)>) {
         self.registry.lock().unwrap().register(
-            "dynamodb_requests",
+            names::DYNAMODB_REQUESTS,
             "DynamoDB requests sent, by client: commands (event store: command loads, appends, idempotency lookups, saga steps, temporal balance), \
              read (read models and saga executions), streams (the events table's stream)",
             self.dynamodb_requests.clone(),
@@ -121,7 +188,35 @@ impl Metrics {
     }
 }
 
+impl names::Recorder for Metrics {
+    fn record(&self, observation: &Observation<'_>) {
+        match *observation {
+            Observation::ConcurrencyRetry => {
+                self.concurrency_retries.inc();
+            }
+            Observation::ConcurrencyConflict => {
+                self.concurrency_conflicts.inc();
+            }
+            Observation::Projected { lag_seconds } => self.projected(lag_seconds),
+            Observation::SagaFinished { saga, outcome, seconds } => {
+                self.sagas.get_or_create(&SagaOutcome { saga: saga.into(), outcome: outcome.into() }).inc();
+                self.saga_seconds.get_or_create(&SagaLabel { saga: saga.into() }).observe(seconds);
+            }
+            Observation::DeadLetterParked { consumer } => {
+                self.dead_letters.get_or_create(&ConsumerLabel { consumer: consumer.into() }).inc();
+            }
+            Observation::FraudAlertRaised { rule } => {
+                self.fraud_alerts.get_or_create(&RuleLabel { rule: rule.into() }).inc();
+            }
+        }
+    }
+}
+
 impl api::Metrics for Metrics {
+    fn rate_limited(&self, route: Route, kind: RequestKind) {
+        self.rate_limited.get_or_create(&LimitedLabel { route: route.name().into(), kind: kind.as_str().into() }).inc();
+    }
+
     fn request(&self, route: Route, outcome: &str, seconds: f64) {
         let labels = Outcome { route: route.name().into(), outcome: outcome.into() };
         if route.is_command() {

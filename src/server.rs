@@ -4,6 +4,7 @@
 use crate::dynamodb_stream::StreamFeed;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
+use crate::rate_limit::GovernorLimiter;
 use crate::secret;
 use api::{App, HealthCheck, Route};
 use async_trait::async_trait;
@@ -16,7 +17,9 @@ use shared::command::CommandService;
 use shared::fraud::detector::FraudDetector;
 use shared::fraud::FraudRules;
 use shared::memory::{MemoryEventStore, MemoryExecutionStore, MemoryReadStore};
-use shared::ports::{Checkpoints, EventFeed, EventStore, ExecutionStore, ReadBatches, ReadStore};
+use shared::ports::{
+    Checkpoints, EventFeed, EventStore, ExecutionStore, NoRateLimits, Rate, RateLimiter, RateLimits, ReadBatches, ReadStore, DEFAULT_RATE_LIMITS,
+};
 use shared::projection::feed::{FeedRunner, Projections};
 use shared::saga::asl::Runner;
 use shared::saga::claim::{self as claim_saga, ClaimSteps};
@@ -77,8 +80,35 @@ pub struct ServeArgs {
     /// slot (in the listen backlog).
     #[arg(long, default_value_t = 1024, env = "HEALTHPAY_MAX_CONNECTIONS")]
     pub max_connections: usize,
+    /// Commands per second each caller (token `sub`) may send on average; beyond it and
+    /// its burst, 429 RATE_LIMITED with Retry-After.
+    #[arg(long, default_value_t = DEFAULT_RATE_LIMITS.commands.per_second, env = "HEALTHPAY_COMMAND_RATE_LIMIT")]
+    pub command_rate_limit: u32,
+    /// Commands a caller may send at once before its rate applies.
+    #[arg(long, default_value_t = DEFAULT_RATE_LIMITS.commands.burst, env = "HEALTHPAY_COMMAND_BURST")]
+    pub command_burst: u32,
+    /// Queries per second each caller may send on average (a budget apart from commands').
+    #[arg(long, default_value_t = DEFAULT_RATE_LIMITS.queries.per_second, env = "HEALTHPAY_QUERY_RATE_LIMIT")]
+    pub query_rate_limit: u32,
+    /// Queries a caller may send at once before its rate applies.
+    #[arg(long, default_value_t = DEFAULT_RATE_LIMITS.queries.burst, env = "HEALTHPAY_QUERY_BURST")]
+    pub query_burst: u32,
+    /// No per-caller limits at all (the baseline the limiter's cost is measured against).
+    #[arg(long)]
+    pub no_rate_limits: bool,
     #[command(flatten)]
     pub fraud: FraudArgs,
+}
+
+impl ServeArgs {
+    fn rate_limiter(&self) -> Result<Arc<dyn RateLimiter>, String> {
+        if self.no_rate_limits {
+            return Ok(Arc::new(NoRateLimits));
+        }
+        let commands = Rate::new(self.command_rate_limit, self.command_burst).map_err(|e| format!("--command-rate-limit, --command-burst: {e}"))?;
+        let queries = Rate::new(self.query_rate_limit, self.query_burst).map_err(|e| format!("--query-rate-limit, --query-burst: {e}"))?;
+        Ok(Arc::new(GovernorLimiter::new(RateLimits { commands, queries })))
+    }
 }
 
 /// The fraud detector's switch and thresholds (`shared::fraud`); a threshold not
@@ -265,6 +295,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     if !(1..=Semaphore::MAX_PERMITS).contains(&args.max_connections) {
         return Err("--max-connections must be at least 1".into());
     }
+    let limiter = args.rate_limiter()?;
     let fraud_rules = args.fraud.rules()?;
     // Listen first: a second server on a busy port stops here, before it opens the
     // stores or starts a feed consumer.
@@ -275,6 +306,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let commands = Arc::new(CommandService::new(stores.events.clone(), clock.clone()));
     let metrics = Arc::new(Metrics::new());
+    // What the command service, the saga runners and the fraud consumer report.
+    shared::metrics::install(metrics.clone());
     if !stores.dynamodb_requests.is_empty() {
         metrics.count_dynamodb_requests(stores.dynamodb_requests.clone());
     }
@@ -334,7 +367,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let health =
         Arc::new(Health { events: stores.events.clone(), read: stores.read.clone(), feed: stores.feed.clone(), projection_position, kind: stores.kind });
     let gateway = Arc::new(Gateway {
-        app: App::over(ledger, stores.read.clone(), metrics.clone(), health),
+        app: App::over(ledger, stores.read.clone(), metrics.clone(), health, limiter),
         verifier: api::auth::TokenVerifier::new(&secret),
         body_timeout: Duration::from_secs(args.body_timeout_seconds),
     });

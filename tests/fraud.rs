@@ -51,6 +51,8 @@ fn a_burst_of_withdrawals_raises_one_alert_suspends_the_wallet_and_only_an_admin
     assert!(alert["observedCount"].as_u64().unwrap() > 10);
     let alert_id = alert["alertId"].as_str().unwrap().to_string();
     assert!(alerts_of(&server, &admin, &calm).is_empty(), "everyday traffic raises nothing");
+    let metrics = server.metrics();
+    assert!(metrics.contains("healthpay_fraud_alerts_total{rule=\"velocity\"} 1\n"), "the alert is counted:\n{metrics}");
 
     let view = server.eventually(&alice, &format!("/api/v2/wallets/{wallet}"), SETTLE, |w| w["status"] == "suspended");
     assert_eq!(view["status"], "suspended");

@@ -28,6 +28,9 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError::new(404, "NOT_FOUND", message)
     }
+    pub fn rate_limited(message: impl Into<String>) -> Self {
+        ApiError::new(429, "RATE_LIMITED", message)
+    }
     /// Details go to the log, never to the caller.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");

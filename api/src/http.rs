@@ -16,6 +16,8 @@ use uuid::Uuid;
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 pub const IDEMPOTENCY_HEADERS: [&str; 2] = ["idempotency-key", "x-request-id"];
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+/// On a 429: whole seconds until the caller's budget has room again.
+pub const RETRY_AFTER_HEADER: &str = "retry-after";
 const MAX_KEY_LENGTH: usize = 255;
 
 /// What a command decided, before it is rendered.

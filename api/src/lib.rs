@@ -26,20 +26,23 @@ use lambda_http::{Body, Request, Response};
 pub use routes::Route;
 use shared::app::Ledger;
 use shared::command::CommandService;
-use shared::ports::{ReadStore, StoredResponse};
+use shared::ports::{RateLimiter, ReadStore, RequestKind, StoredResponse};
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 
-/// Counts commands and their latency (Prometheus locally, logs on Lambda).
+/// Counts requests, their latency and the rate-limited ones (Prometheus locally,
+/// CloudWatch EMF on Lambda), under the names of `shared::metrics`.
 pub trait Metrics: Send + Sync {
     fn request(&self, route: Route, outcome: &str, seconds: f64);
+    fn rate_limited(&self, route: Route, kind: RequestKind);
 }
 
 /// Drops every observation (tests, tools).
 pub struct NoMetrics;
 impl Metrics for NoMetrics {
     fn request(&self, _: Route, _: &str, _: f64) {}
+    fn rate_limited(&self, _: Route, _: RequestKind) {}
 }
 
 /// Whether each dependency answers, for `GET /health`.
@@ -56,6 +59,8 @@ pub struct App {
     pub read: Arc<dyn ReadStore>,
     pub metrics: Arc<dyn Metrics>,
     pub health: Arc<dyn HealthCheck>,
+    /// Each caller's budget of requests, asked right after its token ([`admit`]).
+    pub limiter: Arc<dyn RateLimiter>,
 }
 
 impl App {
@@ -64,18 +69,19 @@ impl App {
         read: Arc<dyn ReadStore>,
         metrics: Arc<dyn Metrics>,
         health: Arc<dyn HealthCheck>,
+        limiter: Arc<dyn RateLimiter>,
         // How long a payment authorisation may wait for its capture
         // (`shared::payment_expiry::DEFAULT_PAYMENT_EXPIRY` unless configured).
         payment_expiry: chrono::Duration,
     ) -> App {
-        App::over(Arc::new(Ledger::new(commands, payment_expiry)), read, metrics, health)
+        App::over(Arc::new(Ledger::new(commands, payment_expiry)), read, metrics, health, limiter)
     }
 
     /// An app over a ledger the caller shares with other front ends (the local
     /// server's fraud detector commands through the same one).
-    pub fn over(ledger: Arc<Ledger>, read: Arc<dyn ReadStore>, metrics: Arc<dyn Metrics>, health: Arc<dyn HealthCheck>) -> App {
+    pub fn over(ledger: Arc<Ledger>, read: Arc<dyn ReadStore>, metrics: Arc<dyn Metrics>, health: Arc<dyn HealthCheck>, limiter: Arc<dyn RateLimiter>) -> App {
         let commands = ledger.commands().clone();
-        App { ledger, commands, read, metrics, health }
+        App { ledger, commands, read, metrics, health, limiter }
     }
 }
 
@@ -112,8 +118,39 @@ pub fn reject(app: &App, route: Route, request: Request, error: ApiError) -> Res
 async fn serve(app: &App, route: Route, incoming: &mut Incoming) -> Result<StoredResponse, ApiError> {
     if route.needs_caller() {
         incoming.authenticate()?;
+        if let Some(refusal) = admit(app, route, incoming).await {
+            return Ok(refusal);
+        }
     }
     routes::dispatch(app, route, incoming).await
+}
+
+/// The caller's rate limit, checked once its token is known and before anything else
+/// (no body parsed, no aggregate loaded, no idempotency key looked up): a refused
+/// request changes nothing, and its 429 is never stored as an idempotent answer, so
+/// a retry with the same key runs once it is admitted. A limiter whose backend
+/// fails lets the request through (logged): the gateway's own throttle still
+/// guards the API, and a ledger that refused every payment because a counter table
+/// was unreachable would be worse than one briefly unlimited.
+async fn admit(app: &App, route: Route, incoming: &Incoming) -> Option<StoredResponse> {
+    let kind = if route.is_command() { RequestKind::Command } else { RequestKind::Query };
+    let over = match app.limiter.admit(&incoming.caller().sub, kind).await {
+        Ok(Ok(())) => return None,
+        Ok(Err(over)) => over,
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limiter unavailable; admitting the request");
+            return None;
+        }
+    };
+    // Whole seconds (the header's unit), rounded up so that a client waiting that
+    // long finds its budget refilled.
+    let seconds = over.retry_after.as_secs() + u64::from(over.retry_after.subsec_nanos() > 0);
+    let seconds = seconds.max(1);
+    app.metrics.rate_limited(route, kind);
+    let error = ApiError::rate_limited(format!("too many {}s from this caller; retry in {seconds} s", kind.as_str()));
+    let mut answer = incoming.render_error(&error);
+    answer.headers.push((http::RETRY_AFTER_HEADER.into(), seconds.to_string()));
+    Some(answer)
 }
 
 /// `GET /health`, for anyone: healthy or not, per component, and nothing else. What

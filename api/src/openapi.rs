@@ -354,7 +354,7 @@ fn failures(route: Route, contract: &Contract) -> Vec<(u16, &'static str)> {
             "A business rule refused the command (INSUFFICIENT_FUNDS, WALLET_NOT_ACTIVE, INVALID_STATE_TRANSITION, …), or IDEMPOTENCY_KEY_REUSED.",
         ));
     }
-    failures.push((429, "RATE_LIMITED: retry with backoff."));
+    failures.push((429, "RATE_LIMITED: over the caller's limit for commands (or for queries); the Retry-After header says in how many seconds to retry (with the same Idempotency-Key: a 429 is never stored)."));
     failures.push((500, "INTERNAL: the request may be retried (with the same Idempotency-Key)."));
     failures
 }

@@ -278,7 +278,7 @@ mod tests {
                 commands.execute(&CommandContext::new(owner, "seed"), async |uow| uow.handle::<Wallet>(id, &command).await).await.unwrap();
             }
         }
-        let app = App::new(commands, read.clone(), Arc::new(NoMetrics), Arc::new(NoHealth), chrono::Duration::hours(1));
+        let app = App::new(commands, read.clone(), Arc::new(NoMetrics), Arc::new(NoHealth), Arc::new(shared::ports::NoRateLimits), chrono::Duration::hours(1));
         World { app, events, read, clock, payer, merchant }
     }
 

@@ -2,6 +2,7 @@
 //! environment `template.yaml` sets, clients are built once per container.
 
 use crate::dead_letters::{DeadLetter, DeadLetters};
+use crate::metrics::Emf;
 use crate::publisher::{BusRecord, EventBus};
 use crate::saga_starter::WorkflowStarter;
 use api::auth::TokenVerifier;
@@ -12,12 +13,13 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use shared::clock::SystemClock;
 use shared::command::CommandService;
 use shared::ports::{Checkpoints, EventStore};
+use shared::ports::{Rate, RateLimits};
 use shared::saga;
 use shared::saga::claim::ClaimSteps;
 use shared::saga::steps::SagaSteps;
 use shared::saga::transfer::TransferSteps;
 use std::sync::Arc;
-use store_dynamodb::{DynamoBackend, TableNames};
+use store_dynamodb::{DynamoBackend, DynamoRateLimiter, TableNames};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -25,10 +27,28 @@ fn env(name: &str) -> Result<String, Error> {
     std::env::var(name).map_err(|_| format!("{name} is not set (template.yaml sets it)").into())
 }
 
+fn tables() -> Result<TableNames, Error> {
+    Ok(TableNames { events: env("EVENTS_TABLE")?, idempotency: env("IDEMPOTENCY_TABLE")?, read: env("READ_TABLE")? })
+}
+
 /// The DynamoDB tables of this deployment.
 pub async fn backend() -> Result<DynamoBackend, Error> {
-    let tables = TableNames { events: env("EVENTS_TABLE")?, idempotency: env("IDEMPOTENCY_TABLE")?, read: env("READ_TABLE")? };
-    Ok(DynamoBackend::new(store_dynamodb::client_from_env(None).await, &tables))
+    Ok(DynamoBackend::new(store_dynamodb::client_from_env(None).await, &tables()?))
+}
+
+/// Each caller's limits (template parameters `CommandRateLimit`, `CommandBurst`,
+/// `QueryRateLimit`, `QueryBurst`; the defaults of `shared::ports::DEFAULT_RATE_LIMITS`
+/// where a variable is unset), counted in the idempotency table so that they hold
+/// across this function's containers and every other route's.
+pub async fn rate_limiter() -> Result<DynamoRateLimiter, Error> {
+    let number = |name: &str, default: u32| -> Result<u32, Error> {
+        std::env::var(name).map_or(Ok(default), |v| v.trim().parse().map_err(|_| format!("{name} must be a whole number, got {v:?}").into()))
+    };
+    let defaults = shared::ports::DEFAULT_RATE_LIMITS;
+    let commands = Rate::new(number("COMMAND_RATE_LIMIT", defaults.commands.per_second)?, number("COMMAND_BURST", defaults.commands.burst)?)?;
+    let queries = Rate::new(number("QUERY_RATE_LIMIT", defaults.queries.per_second)?, number("QUERY_BURST", defaults.queries.burst)?)?;
+    let client = store_dynamodb::client_from_env(None).await;
+    Ok(DynamoRateLimiter::new(client, &tables()?.idempotency, RateLimits { commands, queries }, Arc::new(SystemClock)))
 }
 
 /// The command service over DynamoDB. It lives as long as the container, so its
@@ -47,15 +67,17 @@ pub async fn serve_route(route: api::Route) -> Result<(), Error> {
     crate::init_tracing();
     let stand_in_authorizer = std::env::var("JWT_SECRET").is_ok().then(token_verifier).transpose()?.map(Arc::new);
     let backend = backend().await?;
+    let emf = Emf::get();
     let app = Arc::new(App::new(
         commands(&backend),
         backend.read.clone(),
-        Arc::new(api::NoMetrics),
+        emf.clone(),
         Arc::new(DynamoHealth { events: backend.events.clone(), read: backend.read.clone() }),
+        Arc::new(rate_limiter().await?),
         crate::payment_expiry::period_from_env()?,
     ));
     lambda_http::run(lambda_http::service_fn(move |request: lambda_http::Request| {
-        let app = app.clone();
+        let (app, emf) = (app.clone(), emf.clone());
         let verifier = stand_in_authorizer.clone();
         async move {
             let response = match verifier {
@@ -68,6 +90,7 @@ pub async fn serve_route(route: api::Route) -> Result<(), Error> {
                 }
                 _ => api::handle(&app, route, request).await,
             };
+            emf.flush();
             Ok::<_, std::convert::Infallible>(response)
         }
     }))
@@ -90,9 +113,14 @@ pub async fn serve_step(function: &'static str) -> Result<(), Error> {
 
 async fn run_steps<S: SagaSteps>(steps: S, function: &'static str) -> Result<(), Error> {
     let steps = Arc::new(steps);
+    let emf = Emf::get();
     lambda_runtime::run(lambda_runtime::service_fn(move |event| {
-        let steps = steps.clone();
-        async move { crate::steps::run_step(steps.as_ref(), function, event).await }
+        let (steps, emf) = (steps.clone(), emf.clone());
+        async move {
+            let outcome = crate::steps::run_step(steps.as_ref(), function, event).await;
+            emf.flush();
+            outcome
+        }
     }))
     .await
 }

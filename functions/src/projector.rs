@@ -37,7 +37,10 @@ pub async fn park(dead_letters: &dyn DeadLetters, consumer: &str, record: &Kines
     };
     tracing::error!(reason = %letter.reason, %sequence_number, "parking a record that can never be processed");
     match dead_letters.park(&letter).await {
-        Ok(()) => None,
+        Ok(()) => {
+            shared::metrics::record(shared::metrics::Observation::DeadLetterParked { consumer });
+            None
+        }
         Err(error) => {
             tracing::warn!(%error, "cannot park the record; reporting it for redelivery");
             Some(failure(sequence_number))
@@ -102,6 +105,12 @@ pub async fn project_batch(
             tracing::warn!(done = next, "the deadline came during a write: leaving the rest of the batch for redelivery");
             return failure(&records[next].kinesis.sequence_number);
         };
+        // One value per write (its oldest event's lag), not per event: an EMF document
+        // holds at most 100 values of a metric, a batch up to 500 events.
+        if let Some(oldest) = run[..outcome.projected.len()].iter().map(|event| event.occurred_at).min() {
+            let lag = shared::clock::Clock::now(&shared::clock::SystemClock) - oldest;
+            shared::metrics::record(shared::metrics::Observation::Projected { lag_seconds: lag.num_microseconds().unwrap_or(0).max(0) as f64 / 1e6 });
+        }
         let failed = next + outcome.projected.len();
         next = match outcome.error {
             None => next + run.len(),

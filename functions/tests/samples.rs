@@ -259,7 +259,14 @@ async fn every_api_sample_gets_the_answer_the_contract_promises() {
         let file = format!("api-{}.json", route.binary());
         let request = lambda_http::request::from_str(&read_sample(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         let state = seeded().await;
-        let app = App::new(state.commands, state.read, Arc::new(api::NoMetrics), Arc::new(AlwaysHealthy), shared::payment_expiry::DEFAULT_PAYMENT_EXPIRY);
+        let app = App::new(
+            state.commands,
+            state.read,
+            Arc::new(api::NoMetrics),
+            Arc::new(AlwaysHealthy),
+            Arc::new(shared::ports::NoRateLimits),
+            shared::payment_expiry::DEFAULT_PAYMENT_EXPIRY,
+        );
         let response = api::handle(&app, route, request).await;
         let body = String::from_utf8_lossy(response.body().as_ref()).to_string();
         assert_eq!(response.status().as_u16(), status, "{file}: {body}");

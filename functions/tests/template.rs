@@ -54,7 +54,20 @@ fn every_route_is_served_by_its_function_at_its_path() {
         assert!(block.contains(&format!("            Path: {}\n", route.path())), "{binary} is not at {}:\n{block}", route.path());
         assert!(block.contains(&format!("            Method: {}\n", route.method().to_lowercase())), "{binary} method:\n{block}");
         assert_eq!(block.contains("Authorizer: NONE"), !route.needs_caller(), "{binary}: only the health check skips the authorizer");
+        // Every caller's request is counted against its rate limit (an UpdateItem).
+        assert_eq!(block.contains("        - !Ref RateLimitPolicy\n"), route.needs_caller(), "{binary}: the rate-limit policy");
     }
+}
+
+#[test]
+fn every_alarm_notifies_the_alarm_topic_and_its_arn_is_an_output() {
+    let template = template();
+    let alarms: Vec<String> = blocks(&template).into_iter().filter(|b| b.contains("    Type: AWS::CloudWatch::Alarm\n")).collect();
+    assert!(alarms.len() >= 9, "{} alarms", alarms.len());
+    for alarm in alarms {
+        assert!(alarm.contains("      AlarmActions: [!Ref AlarmTopic]\n"), "{alarm}");
+    }
+    assert!(template.contains("  AlarmTopicArn:\n"), "the topic's ARN is an output");
 }
 
 #[test]

@@ -190,6 +190,9 @@ impl CommandService {
                     return Ok((outcome, response.map(Ok)));
                 }
                 Err(AppendError::VersionConflict { stream_id }) => {
+                    if attempt + 1 < MAX_ATTEMPTS {
+                        crate::metrics::record(crate::metrics::Observation::ConcurrencyRetry);
+                    }
                     self.forget(&stream_id);
                     trust_cache = false;
                     last_conflict = stream_id;
@@ -203,6 +206,7 @@ impl CommandService {
             }
         }
         tracing::warn!(stream_id = %last_conflict, "command gave up after {MAX_ATTEMPTS} conflicting attempts");
+        crate::metrics::record(crate::metrics::Observation::ConcurrencyConflict);
         Err(CommandError::Conflict { stream_id: last_conflict })
     }
 

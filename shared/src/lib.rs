@@ -28,6 +28,7 @@ pub mod ids;
 pub mod insurance_claim;
 pub mod medcard;
 pub mod memory;
+pub mod metrics;
 pub mod money;
 pub mod payment;
 pub mod payment_expiry;

@@ -119,10 +119,20 @@ pub struct Spawned {
 
 impl Spawned {
     /// `healthpay serve --host 127.0.0.1 --port <free> <args…>`.
+    ///
+    /// A benchmark drives the server as one caller at tens of thousands of requests a
+    /// second: its per-caller limits are set (through their environment variables, so
+    /// that `args` may still override them, or pass `--no-rate-limits`) far above any
+    /// rate this machine reaches. The limiter still runs, and its cost is measured.
     pub fn serve(args: &[String], env: &[(&str, String)], log: &Path) -> Result<Self, String> {
         let mut command = vec!["serve".to_string(), "--host".into(), "127.0.0.1".into()];
         command.extend(args.iter().cloned());
-        Self::start(&command, env, log)
+        let unreachable = 1_000_000_000.to_string();
+        let mut env = env.to_vec();
+        for name in ["HEALTHPAY_COMMAND_RATE_LIMIT", "HEALTHPAY_COMMAND_BURST", "HEALTHPAY_QUERY_RATE_LIMIT", "HEALTHPAY_QUERY_BURST"] {
+            env.push((name, unreachable.clone()));
+        }
+        Self::start(&command, &env, log)
     }
 
     /// `healthpay bench ceiling-server --port <free>`: the trivial handler the ledger is

@@ -20,7 +20,9 @@
 //! item), `record` (M: the [`IdempotencyRecord`]) and `expiresAt` (N, epoch
 //! seconds), the table's TTL attribute. DynamoDB deletes expired items lazily
 //! (typically within days): a record is kept *at least* until `expiresAt`, and
-//! still answers until it is actually gone.
+//! still answers until it is actually gone. The same table holds wallet snapshots
+//! (`snapshot <stream id>`) and the per-caller rate-limit windows
+//! (`ratelimit <kind> <window> <sub>`, [`DynamoRateLimiter`]).
 //!
 //! **Read models** ([`DynamoReadStore`], one table): partition key `pk` (S), sort
 //! key `sk` (S). Views are stored attribute by attribute (money as a number of
@@ -79,11 +81,13 @@
 mod common;
 mod counter;
 mod event_store;
+mod rate_limit;
 mod read_store;
 mod tables;
 
 pub use counter::RequestCounter;
 pub use event_store::{scan_streams, DynamoEventStore, MAX_TRANSACTION_ACTIONS};
+pub use rate_limit::DynamoRateLimiter;
 pub use read_store::DynamoReadStore;
 pub use tables::{create_tables, delete_tables, TableNames};
 

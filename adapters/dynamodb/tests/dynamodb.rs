@@ -484,3 +484,40 @@ async fn a_long_wallet_loads_from_its_snapshot_and_the_tail() {
         full.as_secs_f64() / fast.as_secs_f64()
     );
 }
+
+#[tokio::test]
+#[ignore = "needs DynamoDB: set HEALTHPAY_DYNAMODB_ENDPOINT (./test.sh does)"]
+async fn a_callers_window_admits_its_burst_in_one_request_each_refuses_the_rest_and_spares_others() {
+    use shared::clock::ManualClock;
+    use store_dynamodb::DynamoRateLimiter;
+    let counter = RequestCounter::new();
+    let client = client_for(&endpoint(), Some(&counter));
+    let tables = Tables::create(&client).await;
+    // 2 a second, 4 at once: windows of 2 s admitting 4 each.
+    let limits = RateLimits { commands: Rate::new(2, 4).unwrap(), queries: Rate::new(100, 100).unwrap() };
+    let clock = Arc::new(ManualClock::at(chrono::DateTime::parse_from_rfc3339("2026-11-30T10:00:00.500Z").unwrap().to_utc()));
+    let limiter = DynamoRateLimiter::new(client.clone(), &tables.names.idempotency, limits, clock.clone());
+    counter.take();
+    for _ in 0..4 {
+        assert_eq!(limiter.admit("noisy", RequestKind::Command).await.unwrap(), Ok(()));
+    }
+    assert_eq!(counter.take(), 4, "one UpdateItem per request");
+    let over = limiter.admit("noisy", RequestKind::Command).await.unwrap().unwrap_err();
+    assert_eq!(over.retry_after, std::time::Duration::from_millis(1_500), "until the window's end");
+    assert_eq!(limiter.admit("quiet", RequestKind::Command).await.unwrap(), Ok(()), "another caller has its own count");
+    assert_eq!(limiter.admit("noisy", RequestKind::Query).await.unwrap(), Ok(()), "queries have their own count");
+    // The refusal wrote nothing: the count stayed at the limit.
+    let item = client
+        .get_item()
+        .table_name(&tables.names.idempotency)
+        .key("pk", s(format!("ratelimit command {} noisy", 1_796_032_800)))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the window's counter");
+    assert_eq!(item["hits"], n(4));
+    assert_eq!(item["expiresAt"], n(1_796_032_800 + 2 + 60), "expires a minute after its window");
+    clock.advance(chrono::Duration::milliseconds(1_500));
+    assert_eq!(limiter.admit("noisy", RequestKind::Command).await.unwrap(), Ok(()), "a new window");
+}

@@ -43,7 +43,7 @@ impl World {
         let read = Arc::new(MemoryReadStore::default());
         let clock = Arc::new(ManualClock::at(chrono::DateTime::parse_from_rfc3339("2026-11-21T10:00:00Z").unwrap().to_utc()));
         let commands = Arc::new(CommandService::new(events.clone(), clock.clone()));
-        let app = App::new(commands, read.clone(), Arc::new(NoMetrics), Arc::new(NoHealth), chrono::Duration::hours(1));
+        let app = App::new(commands, read.clone(), Arc::new(NoMetrics), Arc::new(NoHealth), Arc::new(shared::ports::NoRateLimits), chrono::Duration::hours(1));
         World { app, events, read, clock, projected: AtomicU64::new(0) }
     }
 

@@ -14,11 +14,14 @@ async fn main() -> Result<(), Error> {
     let ledger = Arc::new(Ledger::new(functions::aws::commands(&backend), functions::payment_expiry::period_from_env()?));
     let detector = Arc::new(FraudDetector::new(ledger, backend.read.clone(), rules));
     let dead_letters = Arc::new(functions::aws::SqsDeadLetters::from_env().await?);
+    let emf = functions::metrics::Emf::get();
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<aws_lambda_events::kinesis::KinesisEvent>| {
-        let (detector, dead_letters) = (detector.clone(), dead_letters.clone());
+        let (detector, dead_letters, emf) = (detector.clone(), dead_letters.clone(), emf.clone());
         async move {
             let stop = functions::projector::stop_by(event.context.deadline);
-            Ok::<_, Error>(functions::fraud::detect_batch(detector.as_ref(), dead_letters.as_ref(), event.payload, stop).await)
+            let response = functions::fraud::detect_batch(detector.as_ref(), dead_letters.as_ref(), event.payload, stop).await;
+            emf.flush();
+            Ok::<_, Error>(response)
         }
     }))
     .await

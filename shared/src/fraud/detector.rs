@@ -104,6 +104,7 @@ impl FraudDetector {
             let outcome = self.ledger.raise_fraud_alert(finding, &context).await?;
             if let Raised::New { alert_id, suspended } = outcome {
                 tracing::warn!(%alert_id, wallet_id = %finding.wallet_id, rule = finding.rule.as_str(), suspended, "fraud alert raised");
+                crate::metrics::fraud_alert_raised(finding.rule.as_str());
                 if let Some(observer) = &self.observer {
                     observer(finding, suspended);
                 }

@@ -3,10 +3,12 @@
 
 pub mod event_store;
 pub mod executions;
+pub mod rate_limit;
 pub mod read_store;
 
 pub use event_store::*;
 pub use executions::*;
+pub use rate_limit::{NoRateLimits, OverLimit, Rate, RateLimiter, RateLimits, RequestKind, DEFAULT_RATE_LIMITS};
 pub use read_store::*;
 
 /// A backend failed (I/O, unavailable, corrupt row). Never a business outcome.

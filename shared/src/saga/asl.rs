@@ -852,6 +852,12 @@ impl Runner {
             }
             record.updated_at = self.clock.now();
             self.store.update(&record).await?;
+            if record.status != ExecutionStatus::Running {
+                // Succeeded executions end in a state that names the outcome (TransferCompleted, ClaimRejected…).
+                let outcome = if record.status == ExecutionStatus::Failed { "ExecutionFailed" } else { record.current_state.as_str() };
+                let seconds = (record.updated_at - record.started_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                crate::metrics::record(crate::metrics::Observation::SagaFinished { saga: machine, outcome, seconds });
+            }
         }
         Ok(record)
     }

@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// slot (in the listen backlog).
     #[arg(long, default_value_t = 1024, env = "HEALTHPAY_MAX_CONNECTIONS")]
     pub max_connections: usize,
+    /// Whether POST /graphql answers introspection queries (`false` in production:
+    /// the schema is published as docs/schema.graphql).
+    #[arg(long, default_value = "true", value_parser = clap::builder::BoolishValueParser::new(), env = api::graphql::INTROSPECTION_ENV)]
+    pub graphql_introspection: bool,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,11 +269,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
 
     let health =
         Arc::new(Health { events: stores.events.clone(), read: stores.read.clone(), feed: stores.feed.clone(), projection_position, kind: stores.kind });
-    let gateway = Arc::new(Gateway {
-        app: App::new(commands, stores.read.clone(), metrics.clone(), health, payment_expiry),
-        verifier: api::auth::TokenVerifier::new(&secret),
-        body_timeout: Duration::from_secs(args.body_timeout_seconds),
-    });
+    let mut app = App::new(commands, stores.read.clone(), metrics.clone(), health, payment_expiry);
+    app.graphql.introspection = args.graphql_introspection;
+    let gateway = Arc::new(Gateway { app, verifier: api::auth::TokenVerifier::new(&secret), body_timeout: Duration::from_secs(args.body_timeout_seconds) });
     let router = router(gateway, metrics);
     tracing::info!(address = %listener.local_addr().map_err(|e| e.to_string())?, backend = stores.kind, data_dir = %args.data_dir.display(), "healthpay is serving");
 

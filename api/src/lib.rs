@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod claims;
 pub mod error;
+pub mod graphql;
 pub mod http;
 pub mod medcards;
 pub mod openapi;
@@ -48,6 +49,7 @@ pub trait HealthCheck: Send + Sync {
     async fn components(&self) -> Vec<(String, bool, serde_json::Value)>;
 }
 
+#[derive(Clone)]
 pub struct App {
     /// Every command, with its rules: handlers only parse, call it and render.
     pub ledger: Arc<Ledger>,
@@ -55,6 +57,8 @@ pub struct App {
     pub read: Arc<dyn ReadStore>,
     pub metrics: Arc<dyn Metrics>,
     pub health: Arc<dyn HealthCheck>,
+    /// Whether `POST /graphql` answers introspection ([`graphql::Settings::from_env`] unless set).
+    pub graphql: graphql::Settings,
 }
 
 impl App {
@@ -68,7 +72,7 @@ impl App {
         payment_expiry: chrono::Duration,
     ) -> App {
         let ledger = Arc::new(Ledger::new(commands.clone(), payment_expiry));
-        App { ledger, commands, read, metrics, health }
+        App { ledger, commands, read, metrics, health, graphql: graphql::Settings::from_env() }
     }
 }
 

@@ -10,7 +10,7 @@
 
 use crate::error::ErrorBody;
 use crate::routes::{Access, Route};
-use crate::{claims, medcards, payments, queries, transfers, wallets, HealthReply};
+use crate::{claims, graphql, medcards, payments, queries, transfers, wallets, HealthReply};
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::info::{InfoBuilder, LicenseBuilder};
 use utoipa::openapi::link::LinkBuilder;
@@ -299,6 +299,14 @@ fn contract(route: Route, s: &mut Schemas) -> Contract {
             200,
             s.of::<claims::InsuranceClaimReply>(),
         ),
+        GraphQL => c(
+            "graphql",
+            "Queries and mutations (GraphQL over HTTP; the schema is docs/schema.graphql)",
+            "Each field as its REST route's access says; a refused field is an error whose extensions.code is FORBIDDEN. With an Idempotency-Key, send one mutation per request.",
+            s.body::<graphql::GraphqlRequest>(),
+            200,
+            s.of::<graphql::GraphqlReply>(),
+        ),
         Health => c("health", "Whether the service and each of its components are healthy", "Anyone: no token.", None, 200, s.of::<HealthReply>()),
     }
 }
@@ -310,6 +318,16 @@ fn failures(route: Route, contract: &Contract) -> Vec<(u16, &'static str)> {
             (400, "VALIDATION_ERROR: a request body over 1 MB."),
             (408, "REQUEST_TIMEOUT (local server): the request body did not arrive in time."),
             (503, "A component is unhealthy (the body says which)."),
+        ];
+    }
+    if route == Route::GraphQL {
+        // Everything past the request's shape is a 200 whose errors carry the code.
+        return vec![
+            (400, "VALIDATION_ERROR: the body is not one GraphQL request object."),
+            (401, "UNAUTHENTICATED: no bearer token, or one that is invalid or expired."),
+            (408, "REQUEST_TIMEOUT (local server): the request body did not arrive in time."),
+            (429, "RATE_LIMITED: retry with backoff."),
+            (500, "INTERNAL: the request may be retried (with the same Idempotency-Key)."),
         ];
     }
     let mut failures = vec![(400, "VALIDATION_ERROR: a malformed id, query parameter, header or body.")];

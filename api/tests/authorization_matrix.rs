@@ -195,6 +195,8 @@ fn request(route: Route, s: &Scene) -> Request {
         Route::ApproveInsuranceClaim => on(insurer(), vec![("claimId", &s.insurance_claim)], json!({}), 200),
         Route::RejectInsuranceClaim => on(insurer(), vec![("claimId", &s.insurance_claim)], json!({"reason": "not covered"}), 200),
         Route::GetInsuranceClaim => on(provider(), vec![("claimId", &s.insurance_claim)], Value::Null, 200),
+        // Its fields are refused one by one (tests/graphql.rs); the request itself is any caller's.
+        Route::GraphQL => on(alice(), vec![], json!({"query": "{ myWallets { walletId } }"}), 200),
         Route::Health => Request { party: None, ..on(alice(), vec![], Value::Null, 200) },
     }
 }

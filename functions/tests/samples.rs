@@ -224,6 +224,7 @@ async fn every_api_sample_gets_the_answer_the_contract_promises() {
         (Route::ApproveInsuranceClaim, 200),
         (Route::RejectInsuranceClaim, 200),
         (Route::GetInsuranceClaim, 200),
+        (Route::GraphQL, 200),
         (Route::Health, 200),
     ];
     assert_eq!(expected.len(), Route::ALL.len(), "one sample per route");

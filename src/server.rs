@@ -76,7 +76,7 @@ pub struct ServeArgs {
     pub max_connections: usize,
     /// Whether POST /graphql answers introspection queries (`false` in production:
     /// the schema is published as docs/schema.graphql).
-    #[arg(long, default_value = "true", value_parser = clap::builder::BoolishValueParser::new(), env = api::graphql::INTROSPECTION_ENV)]
+    #[arg(long, default_value = "true", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), env = api::graphql::INTROSPECTION_ENV)]
     pub graphql_introspection: bool,
 }
 

@@ -12,6 +12,7 @@
 mod bench;
 mod dynamodb_stream;
 mod gateway;
+mod graphql_ws;
 mod maintenance;
 mod metrics;
 mod progress;

@@ -246,3 +246,117 @@ fn introspection_is_off_with_the_setting() {
     assert_eq!(reply.body["data"]["__schema"], Value::Null, "{}", reply.body);
     assert!(data(&graphql(&server, &alice, "{ myWallets { walletId } }", json!({}), &[]))["myWallets"].is_array());
 }
+
+/// A `graphql-transport-ws` client over a blocking socket.
+struct Subscriber {
+    socket: tungstenite::WebSocket<std::net::TcpStream>,
+}
+
+impl Subscriber {
+    /// Connects and sends `connection_init` with `payload`; the server's first answer.
+    fn connect(server: &Server, payload: Value) -> (Subscriber, Value) {
+        use tungstenite::client::IntoClientRequest;
+        let stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut request = format!("ws://127.0.0.1:{}/graphql/ws", server.port()).into_client_request().unwrap();
+        request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
+        let (socket, response) = tungstenite::client(request, stream).unwrap();
+        assert_eq!(response.headers()["sec-websocket-protocol"], "graphql-transport-ws");
+        let mut subscriber = Subscriber { socket };
+        subscriber.send(json!({"type": "connection_init", "payload": payload}));
+        let first = subscriber.next();
+        (subscriber, first)
+    }
+
+    fn send(&mut self, message: Value) {
+        self.socket.send(tungstenite::Message::text(message.to_string())).unwrap();
+    }
+
+    /// The next message (a close frame as `{"close": code, "reason": text}`).
+    fn next(&mut self) -> Value {
+        loop {
+            match self.socket.read().expect("a message within 5 s") {
+                tungstenite::Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                tungstenite::Message::Close(frame) => {
+                    return json!({"close": frame.as_ref().map(|f| u16::from(f.code)), "reason": frame.map(|f| f.reason.to_string())})
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        self.send(json!({"id": id, "type": "subscribe", "payload": {"query": query, "variables": variables}}));
+    }
+}
+
+const WALLET_UPDATED: &str = "subscription($id: ID!) { walletUpdated(walletId: $id) { balance version } }";
+
+#[test]
+fn a_subscription_receives_a_balance_change_within_a_second_of_the_answer() {
+    let server = Server::start("graphql-live");
+    let alice = server.token("alice", "");
+    let wallet = create_active_wallet(&server, &alice);
+    wallet_at(&server, &alice, &wallet, 2);
+    let (mut live, ack) = Subscriber::connect(&server, json!({"authorization": format!("Bearer {alice}")}));
+    assert_eq!(ack["type"], "connection_ack");
+    live.subscribe("w", WALLET_UPDATED, json!({"id": wallet}));
+    let now = live.next();
+    assert_eq!((now["type"].as_str(), now["id"].as_str()), (Some("next"), Some("w")), "{now}");
+    assert_eq!(now["payload"]["data"]["walletUpdated"], json!({"balance": 0, "version": 2}));
+
+    for (amount, balance, version) in [("1000", json!(1000), 3), ("250.5", json!(1250.5), 4)] {
+        let answered = server.credit(&alice, &wallet, amount);
+        answered.expect(200);
+        let at = Instant::now();
+        let update = live.next();
+        let waited = at.elapsed();
+        assert_eq!(update["payload"]["data"]["walletUpdated"], json!({"balance": balance, "version": version}), "{update}");
+        assert!(waited < Duration::from_secs(1), "the update came {waited:?} after the answer");
+    }
+    live.send(json!({"id": "w", "type": "complete"}));
+
+    // A transfer, followed to its end.
+    let other = create_active_wallet(&server, &alice);
+    let transfer_id = server.transfer(&alice, &wallet, &other, "50").expect(202)["transferId"].as_str().unwrap().to_string();
+    live.subscribe("t", "subscription($id: ID!) { transferStatus(transferId: $id) { status } }", json!({"id": transfer_id}));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let update = live.next();
+        if update["id"] != "t" {
+            continue; // the end of "w"
+        }
+        if update["payload"]["data"]["transferStatus"]["status"] == "COMPLETED" {
+            break;
+        }
+        assert!(Instant::now() < deadline && update["type"] == "next", "{update}");
+    }
+}
+
+#[test]
+fn a_subscription_is_refused_to_a_stranger_and_a_connection_to_no_token() {
+    let server = Server::start("graphql-live-refused");
+    let alice = server.token("alice", "");
+    let mallory = server.token("mallory", "");
+    let wallet = create_active_wallet(&server, &alice);
+    wallet_at(&server, &alice, &wallet, 2);
+
+    let (mut stranger, ack) = Subscriber::connect(&server, json!({"token": mallory}));
+    assert_eq!(ack["type"], "connection_ack");
+    stranger.subscribe("w", WALLET_UPDATED, json!({"id": wallet}));
+    // The refusal, then the end of the subscription: nothing of the wallet, ever.
+    let refused = stranger.next();
+    assert_eq!((refused["type"].as_str(), &refused["payload"]["data"]), (Some("next"), &Value::Null), "{refused}");
+    assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN", "{refused}");
+    assert_eq!(stranger.next(), json!({"id": "w", "type": "complete"}));
+    stranger.subscribe("m", WALLET_UPDATED, json!({"id": uuid::Uuid::now_v7().to_string()}));
+    assert_eq!(stranger.next()["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND");
+    assert_eq!(stranger.next(), json!({"id": "m", "type": "complete"}));
+
+    for payload in [json!({}), json!({"authorization": "Bearer not-a-token"})] {
+        // async-graphql closes a refused connection_init as a protocol error, with the reason.
+        let (_, refused) = Subscriber::connect(&server, payload.clone());
+        assert_eq!(refused["close"], 1002, "{payload}: {refused}");
+        assert!(refused["reason"].as_str().unwrap().contains("token"), "{refused}");
+    }
+}

@@ -44,6 +44,21 @@ impl Scope {
         })
     }
 
+    /// A WebSocket connection's scope: `caller` as its `connection_init` token named
+    /// it, attached as API Gateway's authorizer would attach it.
+    pub fn for_caller(app: &App, caller: &Caller, correlation_id: String) -> Arc<Scope> {
+        let mut context = lambda_http::aws_lambda_events::apigw::ApiGatewayProxyRequestContext::default();
+        context.authorizer.fields = crate::auth::context_fields(caller);
+        Arc::new(Scope {
+            app: app.clone(),
+            caller: caller.clone(),
+            context: Some(RequestContext::ApiGatewayV1(context)),
+            correlation_id,
+            idempotency_key: None,
+            replayed: AtomicBool::new(false),
+        })
+    }
+
     /// Whether an answer was replayed (the `Idempotent-Replayed` header, as REST sends it).
     pub fn replayed(&self) -> bool {
         self.replayed.load(Ordering::Relaxed)

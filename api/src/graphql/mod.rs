@@ -11,18 +11,20 @@
 //!
 //! - [`types`]: the object types (the REST bodies' fields and names), `Money`;
 //! - [`query`], [`mutation`]: one field per query route, one mutation per command;
+//! - [`subscription`]: live views over the local server's WebSocket (`/graphql/ws`);
 //! - the committed SDL is `docs/schema.graphql` (a test holds it equal to [`sdl`]).
 
 pub mod bridge;
 pub mod mutation;
 pub mod query;
+pub mod subscription;
 pub mod types;
 
 use crate::error::ApiError;
 use crate::http::{Incoming, REPLAYED_HEADER};
 use crate::App;
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{EmptySubscription, Schema};
+use async_graphql::Schema;
 use shared::ports::StoredResponse;
 use std::sync::OnceLock;
 
@@ -37,7 +39,7 @@ pub const MAX_COMPLEXITY: usize = 5_000;
 /// as `docs/schema.graphql` instead of answered.
 pub const INTROSPECTION_ENV: &str = "HEALTHPAY_GRAPHQL_INTROSPECTION";
 
-pub type LedgerSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
+pub type LedgerSchema = Schema<query::Query, mutation::Mutation, subscription::Subscription>;
 
 /// How this process serves GraphQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +60,7 @@ pub fn schema(settings: Settings) -> LedgerSchema {
     static WITH: OnceLock<LedgerSchema> = OnceLock::new();
     static WITHOUT: OnceLock<LedgerSchema> = OnceLock::new();
     let build = || {
-        let builder = Schema::build(query::Query, mutation::Mutation, EmptySubscription).limit_depth(MAX_DEPTH).limit_complexity(MAX_COMPLEXITY);
+        let builder = Schema::build(query::Query, mutation::Mutation, subscription::Subscription).limit_depth(MAX_DEPTH).limit_complexity(MAX_COMPLEXITY);
         if settings.introspection { builder } else { builder.disable_introspection() }.finish()
     };
     if settings.introspection { WITH.get_or_init(build) } else { WITHOUT.get_or_init(build) }.clone()

@@ -1,5 +1,7 @@
 //! The GraphQL object types: the REST bodies' fields, under the same camelCase
-//! names, read from the very JSON the REST handlers render.
+//! names, read from the very JSON the REST handlers render. Each refuses a field it
+//! does not know, so a field added to a REST body fails the GraphQL tests until it
+//! is added here too.
 
 use super::bridge::{scope, uuid};
 use crate::routes::Route;
@@ -31,7 +33,7 @@ impl ScalarType for Money {
 
 /// A wallet, from the read side.
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[graphql(complex)]
 pub struct Wallet {
     pub wallet_id: ID,
@@ -76,7 +78,7 @@ impl Wallet {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct TransactionPage {
     items: Vec<Transaction>,
     next_cursor: Option<String>,
@@ -84,7 +86,7 @@ struct TransactionPage {
 
 /// One movement of a wallet's history.
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Transaction {
     pub event_id: ID,
     /// `credit` or `debit` (REST's `type`).
@@ -103,7 +105,7 @@ pub struct Transaction {
 
 /// A wallet's balance at a time.
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Balance {
     pub wallet_id: ID,
     pub balance: Money,
@@ -112,13 +114,14 @@ pub struct Balance {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct Items<T> {
     pub items: Vec<T>,
 }
 
 /// A transfer, from the read side.
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Transfer {
     pub transfer_id: ID,
     pub source_wallet_id: ID,
@@ -137,7 +140,7 @@ pub struct Transfer {
 
 /// A card-style payment.
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Payment {
     pub payment_id: ID,
     pub payer_wallet_id: ID,
@@ -157,7 +160,7 @@ pub struct Payment {
 
 /// A medical benefit card.
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[graphql(complex)]
 pub struct MedCard {
     pub medcard_id: ID,
@@ -200,7 +203,7 @@ pub(super) fn page(first: Option<i32>, after: Option<String>) -> Vec<(&'static s
 }
 
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Beneficiary {
     pub beneficiary_id: ID,
     pub name: String,
@@ -209,7 +212,7 @@ pub struct Beneficiary {
 
 /// A card's spend in the current month.
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MedCardSpend {
     pub medcard_id: ID,
     pub month: String,
@@ -224,7 +227,7 @@ pub struct MedCardSpend {
 
 /// A prescription claim.
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Claim {
     pub claim_id: ID,
     pub medcard_id: ID,
@@ -247,7 +250,7 @@ pub struct Claim {
 }
 
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SuspendedRefund {
     pub refund: String,
     pub wallet_id: ID,
@@ -256,7 +259,7 @@ pub struct SuspendedRefund {
 }
 
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClaimItem {
     pub drug_code: String,
     pub drug_name: String,
@@ -266,7 +269,7 @@ pub struct ClaimItem {
 
 /// A page of claims, newest first, as REST pages them.
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClaimPage {
     pub items: Vec<Claim>,
     /// Pass as `after` for the next page; null on the last page.
@@ -275,7 +278,7 @@ pub struct ClaimPage {
 
 /// An insurance claim.
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InsuranceClaim {
     pub claim_id: ID,
     pub medcard_id: ID,
@@ -294,7 +297,7 @@ pub struct InsuranceClaim {
 
 /// What a wallet command did.
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WalletCommandResult {
     pub success: bool,
     pub command_id: ID,
@@ -306,7 +309,7 @@ pub struct WalletCommandResult {
 
 /// A transfer accepted: it runs as a saga; follow it with `transfer(id)`.
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TransferAccepted {
     pub transfer_id: ID,
     pub status: String,
@@ -314,7 +317,7 @@ pub struct TransferAccepted {
 
 /// What a payment command did.
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PaymentCommandResult {
     pub success: bool,
     pub command_id: ID,
@@ -333,7 +336,7 @@ pub struct PaymentCommandResult {
 
 /// A card's id, status and version after a command.
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MedCardCommandResult {
     pub medcard_id: ID,
     pub status: String,
@@ -342,7 +345,7 @@ pub struct MedCardCommandResult {
 
 /// A prescription claim accepted: priced and paid by its saga.
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClaimAccepted {
     pub claim_id: ID,
     pub status: String,
@@ -350,7 +353,7 @@ pub struct ClaimAccepted {
 
 /// An insurance claim's id and status after a command.
 #[derive(SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InsuranceClaimCommandResult {
     pub claim_id: ID,
     pub status: String,

@@ -319,6 +319,8 @@ fn a_subscription_receives_a_balance_change_within_a_second_of_the_answer() {
     // A transfer, followed to its end.
     let other = create_active_wallet(&server, &alice);
     let transfer_id = server.transfer(&alice, &wallet, &other, "50").expect(202)["transferId"].as_str().unwrap().to_string();
+    // A view not projected yet is NOT_FOUND, as on REST: subscribe once it exists.
+    server.eventually(&alice, &format!("/api/v2/transfers/{transfer_id}"), Duration::from_secs(5), |_| true);
     live.subscribe("t", "subscription($id: ID!) { transferStatus(transferId: $id) { status } }", json!({"id": transfer_id}));
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

@@ -229,10 +229,20 @@ fn over_deep_or_over_costly_queries_are_refused_before_any_read() {
     let refused = graphql(&server, &alice, &format!("query($id: ID!) {{ {costly} }}"), json!({"id": wallet}), &[]);
     assert_eq!(refused.body["data"], Value::Null);
     assert!(refused.body["errors"][0]["message"].as_str().unwrap().contains("too complex"), "{}", refused.body);
+    assert_eq!(error_code(&refused), "VALIDATION_ERROR");
 
     let deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } }";
     let refused = graphql(&server, &alice, deep, json!({}), &[]);
     assert!(refused.body["errors"][0]["message"].as_str().unwrap().contains("nested too deep"), "{}", refused.body);
+    assert_eq!(error_code(&refused), "VALIDATION_ERROR");
+    // A malformed query, an unknown field, an amount given as a string: the same code.
+    for query in [
+        "{ myWallets { walletId }",
+        "{ myWallets { secret } }",
+        "mutation { createWallet(input: {walletType: \"personal\", initialBalance: \"5\"}) { version } }",
+    ] {
+        assert_eq!(error_code(&graphql(&server, &alice, query, json!({}), &[])), "VALIDATION_ERROR", "{query}");
+    }
     // Introspection itself is on by default.
     assert!(data(&graphql(&server, &alice, "{ __schema { queryType { name } } }", json!({}), &[]))["__schema"].is_object());
 }

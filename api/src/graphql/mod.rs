@@ -78,7 +78,16 @@ pub async fn serve(app: &App, incoming: &Incoming) -> Result<StoredResponse, Api
     let request: async_graphql::Request = incoming.json()?;
     let scope = bridge::Scope::of(app, incoming);
     let request = request.data(scope.clone()).data(DataLoader::new(query::WalletLoader(app.read.clone()), tokio::spawn));
-    let response = schema(app.graphql).execute(request).await;
+    let mut response = schema(app.graphql).execute(request).await;
+    // Every resolver's error carries the REST code already; what is left is the
+    // request's own shape (syntax, unknown fields, wrong types, over the limits).
+    for error in &mut response.errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", "VALIDATION_ERROR");
+            extensions.set("statusCode", 400);
+        }
+    }
     let body = serde_json::to_string(&response).map_err(ApiError::internal)?;
     let replayed = scope.replayed().then(|| (REPLAYED_HEADER.to_string(), "true".to_string()));
     Ok(StoredResponse { status: 200, body, headers: replayed.into_iter().collect() })

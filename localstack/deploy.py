@@ -2,6 +2,7 @@
 """Deploy template.yaml to the LocalStack started by start.sh.
 
     localstack/.state/venv/bin/python localstack/deploy.py [--release] [--stack healthpay]
+        [--parameter Name=Value ...]
 
 1. Builds every Lambda function of the `functions` crate for this host
    (debug by default: the build `cargo test --workspace` makes, so after the test
@@ -120,10 +121,11 @@ def wait_until_deleted(cfn, stack, within=300):
     sys.exit(f"deploy: stack {stack} was not deleted within {within}s")
 
 
-def deploy(stack, template, secret):
+def deploy(stack, template, secret, overrides):
     config = Config(retries={"max_attempts": 10, "mode": "standard"})
     cfn = boto3.client("cloudformation", endpoint_url=ENDPOINT, config=config)
     parameters = [{"ParameterKey": "JwtSecret", "ParameterValue": secret}]
+    parameters += [{"ParameterKey": key, "ParameterValue": value} for key, value in overrides]
     capabilities = ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
     # CloudFormation takes at most 51,200 bytes inline; like `sam deploy`, hand it
     # the template through S3 instead.
@@ -164,12 +166,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", default="healthpay")
     parser.add_argument("--release", action="store_true", help="build the functions with the release profile")
+    parser.add_argument("--parameter", action="append", default=[], metavar="NAME=VALUE",
+                        help="a template parameter other than its default (repeatable), e.g. FraudVelocityCount=20")
     args = parser.parse_args()
+    overrides = []
+    for pair in args.parameter:
+        key, _, value = pair.partition("=")
+        if not key or not value:
+            parser.error(f"--parameter takes NAME=VALUE, got {pair!r}")
+        overrides.append((key, value))
     STATE.mkdir(parents=True, exist_ok=True)
     template = localstack_template(build(args.release))
     (STATE / "template.localstack.json").write_text(template)
     secret = jwt_secret()
-    outputs = deploy(args.stack, template, secret)
+    outputs = deploy(args.stack, template, secret, overrides)
     outputs["StackName"] = args.stack
     outputs["JwtSecret"] = secret
     (STATE / "stack-outputs.json").write_text(json.dumps(outputs, indent=2))

@@ -46,7 +46,12 @@ pub async fn run(args: RedriveArgs) -> Result<(), String> {
         ],
     };
     let read: Arc<store_dynamodb::DynamoReadStore> = backend.read.clone();
-    let redrive = functions::redrive::Redrive { queue: &queue, read: read.as_ref(), events: backend.events.as_ref(), sagas: &sagas, bus: &bus };
+    // A record the fraud detector parked is judged again under the rules the
+    // deployment runs (the FRAUD_* variables, as on its function; defaults otherwise).
+    let ledger = Arc::new(shared::app::Ledger::new(functions::aws::commands(&backend), shared::payment_expiry::DEFAULT_PAYMENT_EXPIRY));
+    let detector = shared::fraud::detector::FraudDetector::new(ledger, read.clone(), functions::fraud::rules_from_env()?);
+    let redrive =
+        functions::redrive::Redrive { queue: &queue, read: read.as_ref(), events: backend.events.as_ref(), sagas: &sagas, bus: &bus, detector: &detector };
     let report = redrive.run().await?;
     println!("redrive: {} messages done ({} events projected again or sagas started), {} left in the queue", report.done, report.events, report.kept.len());
     for (id, why) in &report.kept {

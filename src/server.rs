@@ -11,8 +11,11 @@ use async_trait::async_trait;
 use axum::extract::{Path, RawQuery, Request};
 use axum::routing::{on, MethodFilter};
 use clap::Args;
+use shared::app::Ledger;
 use shared::clock::{Clock, SystemClock};
 use shared::command::CommandService;
+use shared::fraud::detector::FraudDetector;
+use shared::fraud::FraudRules;
 use shared::memory::{MemoryEventStore, MemoryExecutionStore, MemoryReadStore};
 use shared::ports::{Checkpoints, EventFeed, EventStore, ExecutionStore, ReadBatches, ReadStore};
 use shared::projection::feed::{FeedRunner, Projections};
@@ -79,6 +82,62 @@ pub struct ServeArgs {
     /// the schema is published as docs/schema.graphql).
     #[arg(long, default_value = "true", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), env = api::graphql::INTROSPECTION_ENV)]
     pub graphql_introspection: bool,
+    #[command(flatten)]
+    pub fraud: FraudArgs,
+}
+
+/// The fraud detector's switch and thresholds (`shared::fraud`); a threshold not
+/// given keeps its documented default.
+#[derive(Args, Debug, Clone)]
+pub struct FraudArgs {
+    /// Whether the fraud detector follows the event feed (AWS deployments always
+    /// run it). Off by default here: this server is where clients test against the
+    /// API contract, whose everyday flows (a burst of concurrent debits, a new
+    /// wallet paying out more than 1,000) are exactly what the default rules suspend.
+    #[arg(long, value_enum, default_value_t = Switch::Off, env = "HEALTHPAY_FRAUD_DETECTION")]
+    pub fraud_detection: Switch,
+    /// Velocity (high severity: suspends) fires on more than this many outgoing
+    /// movements (withdrawal, payment, transfer_out debits) … [default: 10]
+    #[arg(long, env = "HEALTHPAY_FRAUD_VELOCITY_COUNT")]
+    pub fraud_velocity_count: Option<String>,
+    /// … within this many seconds [default: 60].
+    #[arg(long, env = "HEALTHPAY_FRAUD_VELOCITY_WINDOW_SECONDS")]
+    pub fraud_velocity_window_seconds: Option<String>,
+    /// High value (medium: alert only) fires on one outgoing movement of at least
+    /// this amount, in major units [default: 10000].
+    #[arg(long, env = "HEALTHPAY_FRAUD_HIGH_VALUE")]
+    pub fraud_high_value: Option<String>,
+    /// New-wallet outflow (high: suspends) watches a wallet's first this many hours … [default: 24]
+    #[arg(long, env = "HEALTHPAY_FRAUD_NEW_WALLET_HOURS")]
+    pub fraud_new_wallet_hours: Option<String>,
+    /// … and fires when more than this amount has gone out in them [default: 1000].
+    #[arg(long, env = "HEALTHPAY_FRAUD_NEW_WALLET_OUTFLOW")]
+    pub fraud_new_wallet_outflow: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl FraudArgs {
+    /// The rules, or `None` when the detector is off.
+    fn rules(&self) -> Result<Option<FraudRules>, String> {
+        if self.fraud_detection == Switch::Off {
+            return Ok(None);
+        }
+        let [count, window, high_value, hours, outflow] = FraudRules::SETTINGS;
+        let flags = [
+            (count, &self.fraud_velocity_count),
+            (window, &self.fraud_velocity_window_seconds),
+            (high_value, &self.fraud_high_value),
+            (hours, &self.fraud_new_wallet_hours),
+            (outflow, &self.fraud_new_wallet_outflow),
+        ];
+        let lookup = |name: &str| flags.iter().find(|(setting, _)| *setting == name).and_then(|(_, value)| (*value).clone());
+        FraudRules::from_settings(lookup).map(Some).map_err(|e| format!("fraud rules: {e}"))
+    }
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +270,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     if !(1..=Semaphore::MAX_PERMITS).contains(&args.max_connections) {
         return Err("--max-connections must be at least 1".into());
     }
+    let fraud_rules = args.fraud.rules()?;
     // Listen first: a second server on a busy port stops here, before it opens the
     // stores or starts a feed consumer.
     let address: SocketAddr = format!("{}:{}", args.host, args.port).parse().map_err(|e| format!("bad --host/--port: {e}"))?;
@@ -245,16 +305,24 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let claim_runner = Arc::new(Runner::new(claim_machine, Arc::new(LocalSteps(claim_steps)), stores.executions.clone(), clock.clone()));
     let claim_starter = FeedRunner::new(stores.feed.clone(), stores.checkpoints.clone(), Arc::new(claim_saga::starter(claim_runner.clone())));
     let projection_position = projections.position.clone();
-    metrics.watch_feed(
-        stores.feed.head(),
-        vec![
-            ("projections".into(), projections.position.clone()),
-            (transfer_saga::TRIGGER.consumer.into(), starter.position.clone()),
-            (claim_saga::TRIGGER.consumer.into(), claim_starter.position.clone()),
-        ],
-    );
-    let feed_tasks =
-        [tokio::spawn(projections.run(stopping.clone())), tokio::spawn(starter.run(stopping.clone())), tokio::spawn(claim_starter.run(stopping.clone()))];
+    let mut consumers = vec![
+        ("projections".to_string(), projections.position.clone()),
+        (transfer_saga::TRIGGER.consumer.into(), starter.position.clone()),
+        (claim_saga::TRIGGER.consumer.into(), claim_starter.position.clone()),
+    ];
+    let mut feed_tasks =
+        vec![tokio::spawn(projections.run(stopping.clone())), tokio::spawn(starter.run(stopping.clone())), tokio::spawn(claim_starter.run(stopping.clone()))];
+    // The fraud detector raises alerts and suspends through the same ledger as the API.
+    let ledger = Arc::new(Ledger::new(commands.clone(), payment_expiry));
+    if let Some(rules) = fraud_rules {
+        let detector = FraudDetector::new(ledger.clone(), stores.read.clone(), rules);
+        let runner = FeedRunner::new(stores.feed.clone(), stores.checkpoints.clone(), Arc::new(detector));
+        consumers.push(("fraud-detector".into(), runner.position.clone()));
+        feed_tasks.push(tokio::spawn(runner.run(stopping.clone())));
+    } else {
+        tracing::info!("the fraud detector is off (--fraud-detection on runs it)");
+    }
+    metrics.watch_feed(stores.feed.head(), consumers);
     let expiry_sweeper =
         tokio::spawn(sweep_payment_expiries(commands.clone(), stores.read.clone(), Duration::from_secs(args.payment_expiry_sweep_seconds), stopping.clone()));
 
@@ -276,7 +344,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
 
     let health =
         Arc::new(Health { events: stores.events.clone(), read: stores.read.clone(), feed: stores.feed.clone(), projection_position, kind: stores.kind });
-    let mut app = App::new(commands, stores.read.clone(), metrics.clone(), health, payment_expiry);
+    let mut app = App::over(ledger, stores.read.clone(), metrics.clone(), health);
     app.graphql.introspection = args.graphql_introspection;
     let gateway = Arc::new(Gateway { app, verifier: api::auth::TokenVerifier::new(&secret), body_timeout: Duration::from_secs(args.body_timeout_seconds) });
     let router = router(gateway, metrics, live);

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod claims;
 pub mod error;
+pub mod fraud;
 pub mod graphql;
 pub mod http;
 pub mod medcards;
@@ -71,7 +72,13 @@ impl App {
         // (`shared::payment_expiry::DEFAULT_PAYMENT_EXPIRY` unless configured).
         payment_expiry: chrono::Duration,
     ) -> App {
-        let ledger = Arc::new(Ledger::new(commands.clone(), payment_expiry));
+        App::over(Arc::new(Ledger::new(commands, payment_expiry)), read, metrics, health)
+    }
+
+    /// An app over a ledger the caller shares with other front ends (the local
+    /// server's fraud detector commands through the same one).
+    pub fn over(ledger: Arc<Ledger>, read: Arc<dyn ReadStore>, metrics: Arc<dyn Metrics>, health: Arc<dyn HealthCheck>) -> App {
+        let commands = ledger.commands().clone();
         App { ledger, commands, read, metrics, health, graphql: graphql::Settings::from_env() }
     }
 }

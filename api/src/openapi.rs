@@ -10,7 +10,7 @@
 
 use crate::error::ErrorBody;
 use crate::routes::{Access, Route};
-use crate::{claims, graphql, medcards, payments, queries, transfers, wallets, HealthReply};
+use crate::{claims, fraud, graphql, medcards, payments, queries, transfers, wallets, HealthReply};
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::info::{InfoBuilder, LicenseBuilder};
 use utoipa::openapi::link::LinkBuilder;
@@ -299,6 +299,32 @@ fn contract(route: Route, s: &mut Schemas) -> Contract {
             200,
             s.of::<claims::InsuranceClaimReply>(),
         ),
+        FraudAlerts => Contract {
+            query: vec![
+                Query {
+                    name: "walletId",
+                    description: "Only this wallet's alerts.",
+                    schema: ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+                },
+                Query {
+                    name: "status",
+                    description: "Only alerts in this status (OPEN or RESOLVED, any case).",
+                    schema: ObjectBuilder::new().schema_type(Type::String).pattern(Some("^(OPEN|RESOLVED|open|resolved)$")),
+                },
+                limit(),
+                cursor(),
+            ],
+            ..c("fraud", "Fraud alerts, newest first", "admin only.", None, 200, s.of::<fraud::FraudAlertPage>())
+        },
+        GetFraudAlert => c("fraud", "A fraud alert", "admin only.", None, 200, s.of::<fraud::FraudAlertReply>()),
+        ResolveFraudAlert => c(
+            "fraud",
+            "Resolve an open fraud alert (it does not lift a suspension: activate the wallet for that)",
+            "admin only.",
+            s.body::<fraud::ResolveFraudAlertBody>(),
+            200,
+            s.of::<fraud::FraudAlertCommandReply>(),
+        ),
         GraphQL => c(
             "graphql",
             "Queries and mutations (GraphQL over HTTP; the schema is docs/schema.graphql)",
@@ -520,6 +546,7 @@ pub fn document() -> OpenApi {
         ("medcards", "Medical cards: issue, manage, read."),
         ("claims", "Prescription claims (a saga)."),
         ("insurance-claims", "A provider's claims on a card's sponsor."),
+        ("fraud", "Alerts the fraud detector raised, for operators."),
         ("users", "The caller's own lists."),
         ("health", "Liveness of the service and its components."),
     ];

@@ -170,4 +170,9 @@ names! {
     SuspendedRefundKind: ["sponsor", "copayment"];
     InsuranceClaimStatus: ["SUBMITTED", "APPROVED", "SETTLED", "REJECTED"];
     HealthStatus: ["healthy", "unhealthy"];
+    FraudRule: ["velocity", "high_value", "new_wallet_outflow"];
+    /// `high` also suspends the wallet.
+    FraudSeverity: ["high", "medium"];
+    FraudAlertStatus: ["OPEN", "RESOLVED"];
+    FraudResolution: ["confirmed_fraud", "false_positive"];
 }

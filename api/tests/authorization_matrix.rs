@@ -34,6 +34,8 @@ struct Scene {
     claim: String,
     provider_wallet: String,
     insurance_claim: String,
+    /// An open alert on alice's wallet.
+    fraud_alert: String,
 }
 
 fn alice() -> Caller {
@@ -112,7 +114,9 @@ async fn scene(world: &World) -> Scene {
             .await,
         "claimId",
     );
+    let fraud_alert = world.fraud_alert(&a).await;
     Scene {
+        fraud_alert,
         a,
         pending,
         empty,
@@ -195,6 +199,11 @@ fn request(route: Route, s: &Scene) -> Request {
         Route::ApproveInsuranceClaim => on(insurer(), vec![("claimId", &s.insurance_claim)], json!({}), 200),
         Route::RejectInsuranceClaim => on(insurer(), vec![("claimId", &s.insurance_claim)], json!({"reason": "not covered"}), 200),
         Route::GetInsuranceClaim => on(provider(), vec![("claimId", &s.insurance_claim)], Value::Null, 200),
+        Route::FraudAlerts => Request { party: None, ..on(alice(), vec![], Value::Null, 200) },
+        Route::GetFraudAlert => Request { party: None, ..on(alice(), vec![("alertId", &s.fraud_alert)], Value::Null, 200) },
+        Route::ResolveFraudAlert => {
+            Request { party: None, ..on(alice(), vec![("alertId", &s.fraud_alert)], json!({"resolution": "false_positive", "note": "checked"}), 200) }
+        }
         // Its fields are refused one by one (tests/graphql.rs); the request itself is any caller's.
         Route::GraphQL => on(alice(), vec![], json!({"query": "{ myWallets { walletId } }"}), 200),
         Route::Health => Request { party: None, ..on(alice(), vec![], Value::Null, 200) },
@@ -270,7 +279,8 @@ impl Scene {
             pharmacy_wallet: x.clone(),
             claim: x.clone(),
             provider_wallet: x.clone(),
-            insurance_claim: x,
+            insurance_claim: x.clone(),
+            fraud_alert: x,
         }
     }
 }

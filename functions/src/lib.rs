@@ -6,6 +6,7 @@
 pub mod authorizer;
 pub mod aws;
 pub mod dead_letters;
+pub mod fraud;
 pub mod payment_expiry;
 pub mod projector;
 pub mod publisher;

@@ -3,8 +3,8 @@
 //!
 //! The queue holds two kinds of message:
 //! - a [`DeadLetter`] a consumer parked itself (one record it could not read), with
-//!   the record's data: its event is projected again (the projector's), or its saga
-//!   started (the saga starter's);
+//!   the record's data: its event is projected again (the projector's), its saga
+//!   started (the saga starter's), or judged by the fraud rules (the fraud detector's);
 //! - the event source mapping's own report of a batch it gave up (`KinesisBatchInfo`:
 //!   shard and sequence range, no data): the records are read again from the bus and
 //!   projected.
@@ -19,6 +19,7 @@ use crate::projector::envelope;
 use crate::saga_starter::{WorkflowStarter, TRIGGERS};
 use async_trait::async_trait;
 use shared::envelope::EventEnvelope;
+use shared::fraud::detector::FraudDetector;
 use shared::ports::{EventStore, ReadBatches};
 use shared::projection::project_with_catch_up;
 
@@ -62,6 +63,7 @@ pub struct Redrive<'a> {
     pub events: &'a dyn EventStore,
     pub sagas: &'a dyn WorkflowStarter,
     pub bus: &'a dyn BusReader,
+    pub detector: &'a FraudDetector,
 }
 
 /// The mapping's report of a batch it gave up, as Lambda sends it to an on-failure destination.
@@ -111,6 +113,7 @@ impl Redrive<'_> {
             let event = envelope(&data).map_err(|e| format!("still cannot be read ({e}); parked by {} because: {}", letter.consumer, letter.reason))?;
             return match letter.consumer.as_str() {
                 "saga-starter" => self.start_sagas(&event).await.map(|()| 1),
+                "fraud-detector" => self.detector.inspect(&event).await.map(|_| 1).map_err(|e| e.to_string()),
                 _ => self.project(&event).await.map(|()| 1),
             };
         }
@@ -146,7 +149,7 @@ mod tests {
     use super::*;
     use aws_lambda_events::kinesis::KinesisEvent;
     use shared::memory::{MemoryEventStore, MemoryReadStore};
-    use shared::ports::{Commit, StreamAppend, WalletViews};
+    use shared::ports::{Commit, DocumentViews, StreamAppend, WalletViews};
     use std::sync::Mutex;
 
     #[derive(Default)]
@@ -212,15 +215,31 @@ mod tests {
                 "b",
                 serde_json::json!({"requestContext": {}, "KinesisBatchInfo": {"shardId": "shard-0", "startSequenceNumber": "1", "endSequenceNumber": "3", "batchSize": 3, "streamArn": "arn"}}),
             ),
+            // The fraud detector parked the wallet's opening: it is judged again, not projected.
+            message(
+                "d",
+                serde_json::json!({"consumer": "fraud-detector", "reason": "x", "sequenceNumber": "1", "partitionKey": "k", "data": encode(&data[0])}),
+            ),
             message(
                 "c",
                 serde_json::json!({"consumer": "saga-starter", "reason": "x", "sequenceNumber": "9", "partitionKey": "k", "data": encode(b"{not json")}),
             ),
         ]));
         let sagas = Sagas::default();
-        let redrive = Redrive { queue: &queue, read: &read, events: &store, sagas: &sagas, bus: &Bus(data.clone()) };
+        let read_side = std::sync::Arc::new(MemoryReadStore::default());
+        let ledger = std::sync::Arc::new(shared::app::Ledger::new(
+            std::sync::Arc::new(shared::command::CommandService::new(
+                std::sync::Arc::new(MemoryEventStore::default()),
+                std::sync::Arc::new(shared::clock::SystemClock),
+            )),
+            shared::payment_expiry::DEFAULT_PAYMENT_EXPIRY,
+        ));
+        let detector = FraudDetector::new(ledger, read_side.clone(), shared::fraud::FraudRules::default());
+        let redrive = Redrive { queue: &queue, read: &read, events: &store, sagas: &sagas, bus: &Bus(data.clone()), detector: &detector };
         let report = redrive.run().await.unwrap();
-        assert_eq!((report.done, report.events), (2, 4));
+        assert_eq!((report.done, report.events), (3, 5));
+        let watch = read_side.document(shared::fraud::detector::WATCH_KIND, events[0].aggregate_id).await.unwrap();
+        assert!(watch.is_some(), "the fraud detector's letter went to the detector");
         assert_eq!(report.kept.len(), 1);
         assert!(report.kept[0].1.starts_with("still cannot be read"), "{:?}", report.kept);
         assert_eq!(queue.0.lock().unwrap().iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), vec!["c"], "done messages are deleted");

@@ -64,6 +64,7 @@ async fn seeded() -> Seeded {
     commands.execute(&ctx, async move |uow| uow.handle::<Transfer>(transfer, &TransferCommand::Initiate(terms.clone())).await).await.unwrap();
     seed_cards_and_claims(&commands, &ctx).await;
     seed_payments(&commands, &ctx).await;
+    seed_fraud_alert(&commands).await;
     let read = Arc::new(MemoryReadStore::default());
     for (_, envelope) in events.read_after(0, 1_000).await.unwrap() {
         project(read.as_ref(), &envelope).await.unwrap();
@@ -125,6 +126,30 @@ async fn seed_cards_and_claims(commands: &CommandService, ctx: &CommandContext) 
         submitted_by: "alice".into(),
     };
     commands.execute(ctx, async |uow| uow.handle::<InsuranceClaim>(id(I), &InsuranceClaimCommand::Submit(insurance.clone())).await).await.unwrap();
+}
+
+/// The trigger of the open fraud alert on W (high value); the alert's id is derived
+/// from wallet, rule and trigger, as the samples' `alertId` is.
+const FRAUD_TRIGGER: &str = "0195f3a0-0000-7000-8000-0000000000a9";
+const FRAUD_ALERT: &str = "56b34bef-cf65-591d-a548-c793ac739df6";
+
+async fn seed_fraud_alert(commands: &Arc<CommandService>) {
+    use shared::fraud::{Finding, Rule};
+    let at = chrono::DateTime::parse_from_rfc3339("2026-11-21T10:00:00Z").unwrap().to_utc();
+    let finding = Finding {
+        wallet_id: Uuid::parse_str(W).unwrap(),
+        rule: Rule::HighValue,
+        severity: Rule::HighValue.severity(),
+        window_start: at,
+        window_end: at,
+        observed_count: 1,
+        observed_amount: Money::from_minor(1_200_000),
+        threshold: "one outgoing movement of 10000.00 or more".into(),
+        trigger_event_id: Uuid::parse_str(FRAUD_TRIGGER).unwrap(),
+    };
+    assert_eq!(finding.alert_id().to_string(), FRAUD_ALERT, "the samples name this alert");
+    let ledger = shared::app::Ledger::new(commands.clone(), shared::payment_expiry::DEFAULT_PAYMENT_EXPIRY);
+    ledger.raise_fraud_alert(&finding, &CommandContext::new(shared::app::FRAUD_DETECTOR, "seed")).await.unwrap();
 }
 
 const PA: &str = "0195f3a0-0000-7000-8000-0000000000f1";
@@ -224,6 +249,9 @@ async fn every_api_sample_gets_the_answer_the_contract_promises() {
         (Route::ApproveInsuranceClaim, 200),
         (Route::RejectInsuranceClaim, 200),
         (Route::GetInsuranceClaim, 200),
+        (Route::FraudAlerts, 200),
+        (Route::GetFraudAlert, 200),
+        (Route::ResolveFraudAlert, 200),
         (Route::GraphQL, 200),
         (Route::Health, 200),
     ];

@@ -45,4 +45,6 @@ typed_id!(
     /// A prescription claim.
     ClaimId,
     InsuranceClaimId,
+    /// A fraud alert (derived from its wallet, rule and window).
+    FraudAlertId,
 );

@@ -11,7 +11,8 @@
 //! - Application services: [`command`] (load → decide → append with optimistic
 //!   concurrency and idempotency), [`projection`] (read models fed by events),
 //!   [`saga`] (the transfer and prescription-claim sagas' steps and the local ASL runner),
-//!   [`payment_expiry`] (releasing authorisations nobody captured in time).
+//!   [`payment_expiry`] (releasing authorisations nobody captured in time), [`fraud`]
+//!   (rules over outgoing money, the alert aggregate and the detector that raises it).
 
 pub mod aggregate;
 pub mod app;
@@ -22,6 +23,7 @@ pub mod command;
 pub mod conformance;
 pub mod envelope;
 pub mod error;
+pub mod fraud;
 pub mod ids;
 pub mod insurance_claim;
 pub mod medcard;

@@ -66,12 +66,14 @@
 use crate::aggregate::Aggregate;
 use crate::claim::{Claim, ClaimOutcome, ClaimStep};
 use crate::envelope::EventEnvelope;
+use crate::fraud::alert::FraudAlert;
 use crate::insurance_claim::InsuranceClaim;
 use crate::medcard::MedCard;
 use crate::memory::MemoryReadStore;
 use crate::payment::{Payment, PaymentStatus};
 use crate::ports::{Document, EventFeed, EventStore, ReadStore, Saved, StoreError, TransactionItem, TransferView, WalletView};
 use crate::projection::claim::{ClaimView, InsuranceClaimView};
+use crate::projection::fraud::FraudAlertView;
 use crate::projection::medcard::CardView;
 use crate::projection::payment::PaymentView;
 use crate::projection::DocumentView;
@@ -98,7 +100,7 @@ pub const PROJECTION_LAG: Duration = Duration::minutes(5);
 pub const REBUILD_ATTEMPTS: usize = 5;
 
 /// The read models, by the aggregate type they follow (`--projection` names).
-pub const PROJECTIONS: [&str; 6] = [Wallet::TYPE, Transfer::TYPE, Payment::TYPE, MedCard::TYPE, Claim::TYPE, InsuranceClaim::TYPE];
+pub const PROJECTIONS: [&str; 7] = [Wallet::TYPE, Transfer::TYPE, Payment::TYPE, MedCard::TYPE, Claim::TYPE, InsuranceClaim::TYPE, FraudAlert::TYPE];
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -682,6 +684,7 @@ fn document_kind(aggregate_type: &str) -> Option<&'static str> {
         MedCard::TYPE => Some(CardView::KIND),
         Claim::TYPE => Some(ClaimView::KIND),
         InsuranceClaim::TYPE => Some(InsuranceClaimView::KIND),
+        FraudAlert::TYPE => Some(FraudAlertView::KIND),
         _ => None,
     }
 }

@@ -11,6 +11,8 @@ pub struct Server {
     pub base: String,
     pub data_dir: PathBuf,
     port: u16,
+    /// The flags it was started with beyond port and data dir (kept across restarts).
+    extra: Vec<String>,
     agent: ureq::Agent,
 }
 
@@ -72,7 +74,8 @@ impl Server {
             .spawn()
             .expect("the healthpay binary starts");
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into();
-        let server = Server { child, base: format!("http://127.0.0.1:{port}"), data_dir, port, agent };
+        let extra = extra.iter().map(|a| a.to_string()).collect();
+        let server = Server { child, base: format!("http://127.0.0.1:{port}"), data_dir, port, extra, agent };
         server.wait_healthy();
         server
     }
@@ -117,8 +120,9 @@ impl Server {
         let _ = self.child.wait();
         let data_dir = self.data_dir.clone();
         let port = self.port;
+        let extra = std::mem::take(&mut self.extra);
         std::mem::forget(self);
-        Server::spawn(data_dir, port, &[])
+        Server::spawn(data_dir, port, &extra.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     pub fn token(&self, sub: &str, roles: &str) -> String {

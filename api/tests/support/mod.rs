@@ -89,6 +89,28 @@ impl World {
         self.events.read_after(0, 1_000_000).await.unwrap().len()
     }
 
+    /// An open fraud alert on `wallet` (high value: it does not suspend), raised as
+    /// the detector raises one; its id.
+    pub async fn fraud_alert(&self, wallet: &str) -> String {
+        use shared::clock::Clock;
+        let now = self.clock.now();
+        let finding = shared::fraud::Finding {
+            wallet_id: wallet.parse().unwrap(),
+            rule: shared::fraud::Rule::HighValue,
+            severity: shared::fraud::Rule::HighValue.severity(),
+            window_start: now,
+            window_end: now,
+            observed_count: 1,
+            observed_amount: shared::money::Money::from_minor(1_000_000),
+            threshold: "one outgoing movement of 10000.00 or more".into(),
+            trigger_event_id: uuid::Uuid::now_v7(),
+        };
+        let context = shared::command::CommandContext::new(shared::app::FRAUD_DETECTOR, "test");
+        self.app.ledger.raise_fraud_alert(&finding, &context).await.unwrap();
+        self.project().await;
+        finding.alert_id().to_string()
+    }
+
     /// An active wallet of `owner` holding `funds` (major units).
     pub async fn wallet(&self, owner: &Caller, wallet_type: &str, funds: u64) -> String {
         let created = self.expect(201, Route::CreateWallet, owner, &[], json!({"walletType": wallet_type, "initialBalance": funds})).await;

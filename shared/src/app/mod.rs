@@ -12,6 +12,7 @@
 
 pub mod caller;
 mod claims;
+mod fraud;
 mod medcards;
 mod payments;
 mod transfers;
@@ -22,6 +23,7 @@ mod tests;
 
 pub use caller::{Caller, Role};
 pub use claims::{InsuranceClaimFiling, PrescriptionFiling};
+pub use fraud::{reviews_fraud, Raised, FRAUD_DETECTOR};
 pub use medcards::{CardIssue, CardOrder};
 pub use payments::{Authorization, Capture, Refund};
 pub use transfers::TransferOrder;

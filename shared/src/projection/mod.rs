@@ -9,6 +9,7 @@
 pub mod batch;
 pub mod claim;
 pub mod feed;
+pub mod fraud;
 pub mod medcard;
 pub mod payment;
 pub mod transfer;
@@ -17,6 +18,7 @@ pub mod wallet;
 use crate::aggregate::Aggregate;
 use crate::claim::Claim;
 use crate::envelope::EventEnvelope;
+use crate::fraud::alert::FraudAlert;
 use crate::insurance_claim::InsuranceClaim;
 use crate::medcard::MedCard;
 use crate::payment::Payment;
@@ -53,6 +55,7 @@ pub async fn project(store: &dyn ReadStore, envelope: &EventEnvelope) -> Result<
         MedCard::TYPE => project_document::<medcard::CardView>(store, envelope).await,
         Claim::TYPE => project_document::<claim::ClaimView>(store, envelope).await,
         InsuranceClaim::TYPE => project_document::<claim::InsuranceClaimView>(store, envelope).await,
+        FraudAlert::TYPE => project_document::<fraud::FraudAlertView>(store, envelope).await,
         _ => Ok(Projected::Ignored),
     }
 }

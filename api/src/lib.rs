@@ -166,3 +166,19 @@ fn outcome_of(answer: &StoredResponse) -> String {
         .and_then(|body| body.get("error").and_then(|e| e.as_str()).map(str::to_string))
         .unwrap_or_else(|| format!("http_{}", answer.status))
 }
+
+/// Fails while the committed `file` (from the repository's root) differs from what
+/// the code generates; with `bless_env` set, rewrites it first. `command` is the
+/// `healthpay` subcommand that regenerates it, `filter` the test filter.
+#[cfg(test)]
+pub(crate) fn assert_committed(file: &str, generated: &str, bless_env: &str, command: &str, filter: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(file);
+    if std::env::var_os(bless_env).is_some() {
+        std::fs::write(&path, generated).unwrap_or_else(|e| panic!("write {file}: {e}"));
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{file} differs from what the code generates. Regenerate it with\n    cargo run --bin healthpay -- {command}\n(or {bless_env}=1 cargo test -p api {filter}) and commit it."
+    );
+}

@@ -645,19 +645,9 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
-
     #[test]
     fn the_committed_document_is_the_generated_one() {
-        let generated = to_json();
-        if std::env::var_os("HEALTHPAY_BLESS_OPENAPI").is_some() {
-            std::fs::write(COMMITTED, &generated).expect("write docs/openapi.json");
-        }
-        let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
-        assert!(
-            committed == generated,
-            "docs/openapi.json differs from the document the code generates. Regenerate it with\n    cargo run --bin healthpay -- openapi --out docs/openapi.json\n(or HEALTHPAY_BLESS_OPENAPI=1 cargo test -p api openapi) and commit it."
-        );
+        crate::assert_committed("docs/openapi.json", &to_json(), "HEALTHPAY_BLESS_OPENAPI", "openapi --out docs/openapi.json", "openapi");
     }
 
     #[test]

@@ -127,18 +127,8 @@ pub struct GraphqlError {
 mod tests {
     use super::*;
 
-    const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/schema.graphql");
-
     #[test]
     fn the_committed_schema_is_the_generated_one() {
-        let generated = sdl();
-        if std::env::var_os("HEALTHPAY_BLESS_SCHEMA").is_some() {
-            std::fs::write(COMMITTED, &generated).expect("write docs/schema.graphql");
-        }
-        let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
-        assert!(
-            committed == generated,
-            "docs/schema.graphql differs from the schema the code generates. Regenerate it with\n    cargo run --bin healthpay -- graphql-schema --out docs/schema.graphql\n(or HEALTHPAY_BLESS_SCHEMA=1 cargo test -p api graphql) and commit it."
-        );
+        crate::assert_committed("docs/schema.graphql", &sdl(), "HEALTHPAY_BLESS_SCHEMA", "graphql-schema --out docs/schema.graphql", "graphql");
     }
 }

@@ -66,21 +66,21 @@ impl Query {
     }
 
     /// The claims made on a card, newest first.
-    #[graphql(complexity = "first.unwrap_or(50).max(0) as usize * child_complexity")]
+    #[graphql(complexity = "first.unwrap_or(PAGE).max(0) as usize * child_complexity")]
     async fn medcard_claims(&self, ctx: &Context<'_>, medcard_id: ID, first: Option<i32>, after: Option<String>) -> async_graphql::Result<ClaimPage> {
         let id = uuid("medcardId", &medcard_id)?.to_string();
         scope(ctx).call(Route::MedCardClaims, &[("medcardId", &id)], &page(first, after), None).await
     }
 
     /// A pharmacy's claims, newest first: the pharmacy wallet's owner or `admin`.
-    #[graphql(complexity = "first.unwrap_or(50).max(0) as usize * child_complexity")]
+    #[graphql(complexity = "first.unwrap_or(PAGE).max(0) as usize * child_complexity")]
     async fn pharmacy_claims(&self, ctx: &Context<'_>, pharmacy_wallet_id: ID, first: Option<i32>, after: Option<String>) -> async_graphql::Result<ClaimPage> {
         let id = uuid("pharmacyWalletId", &pharmacy_wallet_id)?.to_string();
         scope(ctx).call(Route::PharmacyClaims, &[("pharmacyWalletId", &id)], &page(first, after), None).await
     }
 
     /// The claims made on the caller's cards (as their holder), newest first.
-    #[graphql(complexity = "first.unwrap_or(50).max(0) as usize * child_complexity")]
+    #[graphql(complexity = "first.unwrap_or(PAGE).max(0) as usize * child_complexity")]
     async fn my_claims(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> async_graphql::Result<ClaimPage> {
         scope(ctx).call(Route::MyClaims, &[], &page(first, after), None).await
     }

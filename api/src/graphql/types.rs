@@ -55,7 +55,7 @@ pub struct Wallet {
 }
 
 /// The default and the largest page, as REST's `?limit=`.
-const PAGE: i32 = crate::queries::DEFAULT_PAGE as i32;
+pub(super) const PAGE: i32 = crate::queries::DEFAULT_PAGE as i32;
 
 #[ComplexObject]
 impl Wallet {

@@ -12,6 +12,7 @@
 mod bench;
 mod dynamodb_stream;
 mod gateway;
+mod graphql_ws;
 mod maintenance;
 mod metrics;
 mod progress;
@@ -79,6 +80,13 @@ enum Command {
         #[arg(long)]
         api_gateway: bool,
     },
+    /// Print the GraphQL schema (SDL) of POST /graphql (generated from the code; the
+    /// committed copy is docs/schema.graphql, which a test holds equal to it).
+    GraphqlSchema {
+        /// Write it to this file instead of standard output (e.g. docs/schema.graphql).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Benchmarks: HTTP load, DynamoDB requests per command and the cqrs-es peer,
     /// read-model rebuild (see BENCHMARKS.md).
     Bench {
@@ -121,21 +129,9 @@ fn main() -> std::process::ExitCode {
             } else {
                 api::openapi::to_json()
             };
-            let written = match &out {
-                Some(path) => std::fs::write(path, document).map_err(|e| format!("cannot write {}: {e}", path.display())),
-                None => {
-                    use std::io::Write;
-                    std::io::stdout().write_all(document.as_bytes()).map_err(|e| e.to_string())
-                }
-            };
-            match written {
-                Ok(()) => std::process::ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("healthpay openapi: {e}");
-                    std::process::ExitCode::FAILURE
-                }
-            }
+            write_out("openapi", out.as_deref(), &document)
         }
+        Command::GraphqlSchema { out } => write_out("graphql-schema", out.as_deref(), &api::graphql::sdl()),
         Command::Bench { command } => bench::run(command),
         Command::Redrive(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
@@ -188,4 +184,22 @@ fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().json().with_writer(writer).with_env_filter(filter).with_current_span(true).with_span_list(false).with_target(false).init();
     guard
+}
+
+/// Writes a generated document to `out`, or to standard output.
+fn write_out(command: &str, out: Option<&std::path::Path>, document: &str) -> std::process::ExitCode {
+    let written = match out {
+        Some(path) => std::fs::write(path, document).map_err(|e| format!("cannot write {}: {e}", path.display())),
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(document.as_bytes()).map_err(|e| e.to_string())
+        }
+    };
+    match written {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("healthpay {command}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -6,6 +6,7 @@ use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::rate_limit::GovernorLimiter;
 use crate::secret;
+use api::graphql::subscription::LiveFeed;
 use api::{App, HealthCheck, Route};
 use async_trait::async_trait;
 use axum::extract::{Path, RawQuery, Request};
@@ -96,6 +97,10 @@ pub struct ServeArgs {
     /// No per-caller limits at all (the baseline the limiter's cost is measured against).
     #[arg(long)]
     pub no_rate_limits: bool,
+    /// Whether POST /graphql answers introspection queries (`false` in production:
+    /// the schema is published as docs/schema.graphql).
+    #[arg(long, default_value = "true", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), env = api::graphql::INTROSPECTION_ENV)]
+    pub graphql_introspection: bool,
     #[command(flatten)]
     pub fraud: FraudArgs,
 }
@@ -313,10 +318,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     }
 
     // The read side: projections and the saga starter follow the event feed.
+    // What the projections apply also wakes the GraphQL subscriptions that follow it.
+    let live = LiveFeed::default();
     let projections = FeedRunner::new(stores.feed.clone(), stores.checkpoints.clone(), Arc::new(Projections { store: stores.read.clone() })).observe({
         let metrics = metrics.clone();
         let clock = clock.clone();
-        Arc::new(move |event| metrics.projected((clock.now() - event.occurred_at).num_microseconds().unwrap_or(0) as f64 / 1e6))
+        let live = live.clone();
+        Arc::new(move |event| {
+            metrics.projected((clock.now() - event.occurred_at).num_microseconds().unwrap_or(0) as f64 / 1e6);
+            live.projected(event.aggregate_id);
+        })
     });
     let machine = Arc::new(transfer_saga::local_state_machine().map_err(|e| format!("transfer state machine: {e}"))?);
     let steps = Arc::new(TransferSteps::new(commands.clone()));
@@ -366,12 +377,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
 
     let health =
         Arc::new(Health { events: stores.events.clone(), read: stores.read.clone(), feed: stores.feed.clone(), projection_position, kind: stores.kind });
-    let gateway = Arc::new(Gateway {
-        app: App::over(ledger, stores.read.clone(), metrics.clone(), health, limiter),
-        verifier: api::auth::TokenVerifier::new(&secret),
-        body_timeout: Duration::from_secs(args.body_timeout_seconds),
-    });
-    let router = router(gateway, metrics);
+    let mut app = App::over(ledger, stores.read.clone(), metrics.clone(), health, limiter);
+    app.graphql.introspection = args.graphql_introspection;
+    let gateway = Arc::new(Gateway { app, verifier: api::auth::TokenVerifier::new(&secret), body_timeout: Duration::from_secs(args.body_timeout_seconds) });
+    let router = router(gateway, metrics, live);
     tracing::info!(address = %listener.local_addr().map_err(|e| e.to_string())?, backend = stores.kind, data_dir = %args.data_dir.display(), "healthpay is serving");
 
     // In-flight requests finish before we stop: an acknowledged command is committed.
@@ -404,7 +413,11 @@ async fn serve_http(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(max_connections));
-    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    // hyper-util's GracefulShutdown does not take connections with upgrades (the
+    // GraphQL WebSockets): each connection task watches `stopping` itself, and
+    // holds a clone of `open` until it ends, so that `closed` answers once all have.
+    let (stop_connections, stopping) = watch::channel(false);
+    let (open, mut closed) = tokio::sync::mpsc::channel::<()>(1);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -429,17 +442,29 @@ async fn serve_http(
             () = &mut shutdown => break,
         };
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let connection = connections.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        // With upgrades: GraphQL subscriptions' WebSockets (`/graphql/ws`).
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service).with_upgrades();
+        let (mut stopping, open) = (stopping.clone(), open.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let mut connection = std::pin::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                _ = stopping.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = served {
                 // Header timeouts, clients gone mid-request: theirs to worry about.
                 tracing::debug!(error = %e, "connection closed with an error");
             }
-            drop(slot);
+            drop((slot, open));
         });
     }
     drop(listener);
-    connections.shutdown().await;
+    stop_connections.send_replace(true);
+    drop(open);
+    let _ = closed.recv().await;
 }
 
 /// Every `every`, expires the payment authorisations past their expiry and releases
@@ -470,7 +495,7 @@ async fn sweep_payment_expiries(commands: Arc<CommandService>, read: Arc<dyn Rea
     }
 }
 
-fn router(gateway: Arc<Gateway>, metrics: Arc<Metrics>) -> axum::Router {
+fn router(gateway: Arc<Gateway>, metrics: Arc<Metrics>, live: LiveFeed) -> axum::Router {
     let mut router = axum::Router::new();
     for &route in Route::ALL {
         let method = match route.method() {
@@ -489,6 +514,13 @@ fn router(gateway: Arc<Gateway>, metrics: Arc<Metrics>) -> axum::Router {
         );
     }
     // prometheus-client writes the OpenMetrics text format (it ends with `# EOF`).
+    router = router.route(
+        crate::graphql_ws::PATH,
+        axum::routing::get({
+            let gateway = gateway.clone();
+            move |protocol, upgrade| crate::graphql_ws::upgrade(gateway, live, protocol, upgrade)
+        }),
+    );
     let openmetrics = [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")];
     router
         .route("/metrics", axum::routing::get(move || async move { (openmetrics, metrics.render()) }))

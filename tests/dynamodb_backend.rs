@@ -44,3 +44,69 @@ fn the_contract_holds_on_dynamodb_with_the_stream_feeding_the_read_side() {
     assert_eq!((done["status"].as_str(), done["failureReason"].as_str()), (Some("FAILED"), Some("WALLET_NOT_ACTIVE")));
     assert_eq!(server.balance(&alice, &source, 7), 649.75);
 }
+
+/// The DynamoDB requests the server's read-side client has sent (`GET /metrics`).
+fn read_requests(server: &Server) -> u64 {
+    let metrics = server.metrics();
+    let line =
+        metrics.lines().find(|l| l.starts_with("healthpay_dynamodb_requests_total{client=\"read\"}")).unwrap_or_else(|| panic!("no read counter in {metrics}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// BENCHMARKS.md's GraphQL line: fifty wallets in one GraphQL query against fifty
+/// REST reads, in DynamoDB requests (exact) and latency (median of 20 rounds).
+#[test]
+#[ignore = "needs DynamoDB: set HEALTHPAY_DYNAMODB_ENDPOINT and pass --ignored (./test.sh does)"]
+fn fifty_wallets_in_one_graphql_query_are_one_batch_get_item() {
+    let endpoint = std::env::var("HEALTHPAY_DYNAMODB_ENDPOINT").expect("needs DynamoDB: set HEALTHPAY_DYNAMODB_ENDPOINT (./test.sh does)");
+    let prefix = format!("e2e-{}", uuid::Uuid::now_v7().simple());
+    // No expiry sweep during the measurement: its reads would be counted too.
+    let extra = ["--backend", "dynamodb", "--endpoint-url", &endpoint, "--table-prefix", &prefix, "--payment-expiry-sweep-seconds", "86400"];
+    let server = Server::start_in(temp_dir("dynamodb-graphql"), &extra);
+    let alice = server.token("alice", "");
+    let ids: Vec<String> = (0..50).map(|_| server.active_wallet(&alice, None)).collect();
+    for id in &ids {
+        server.eventually(&alice, &format!("/api/v2/wallets/{id}"), Duration::from_secs(30), |w| w["version"] == 2);
+    }
+    let aliased: String = ids.iter().enumerate().map(|(i, id)| format!("w{i}: wallet(id: \"{id}\") {{ walletId balance }} ")).collect();
+    let queries = [
+        ("GraphQL wallets(ids: 50)", json!({"query": "query($ids: [ID!]!) { wallets(ids: $ids) { walletId balance } }", "variables": {"ids": ids}})),
+        ("GraphQL 50 aliased wallet(id:)", json!({"query": format!("{{ {aliased} }}")})),
+    ];
+    let median = |mut runs: Vec<Duration>| {
+        runs.sort();
+        runs[runs.len() / 2]
+    };
+    let rounds = 20;
+    let before = read_requests(&server);
+    let rest = median(
+        (0..rounds)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                for id in &ids {
+                    server.get(&alice, &format!("/api/v2/wallets/{id}")).expect(200);
+                }
+                started.elapsed()
+            })
+            .collect(),
+    );
+    let rest_requests = read_requests(&server) - before;
+    println!("REST 50 × GET /wallets/{{id}}: {} read requests per round, median {rest:?}", rest_requests / rounds);
+    assert_eq!(rest_requests, 50 * rounds);
+    for (label, query) in queries {
+        let before = read_requests(&server);
+        let took = median(
+            (0..rounds)
+                .map(|_| {
+                    let started = std::time::Instant::now();
+                    let reply = server.post(&alice, "/graphql", query.clone());
+                    assert!(reply.expect(200).get("errors").is_none(), "{}", reply.body);
+                    started.elapsed()
+                })
+                .collect(),
+        );
+        let requests = read_requests(&server) - before;
+        println!("{label}: {} read requests per query, median {took:?} ({:.2} × REST)", requests / rounds, took.as_secs_f64() / rest.as_secs_f64());
+        assert_eq!(requests, rounds, "{label}: one BatchGetItem per query");
+    }
+}

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod claims;
 pub mod error;
 pub mod fraud;
+pub mod graphql;
 pub mod http;
 pub mod medcards;
 pub mod openapi;
@@ -52,6 +53,7 @@ pub trait HealthCheck: Send + Sync {
     async fn components(&self) -> Vec<(String, bool, serde_json::Value)>;
 }
 
+#[derive(Clone)]
 pub struct App {
     /// Every command, with its rules: handlers only parse, call it and render.
     pub ledger: Arc<Ledger>,
@@ -61,6 +63,8 @@ pub struct App {
     pub health: Arc<dyn HealthCheck>,
     /// Each caller's budget of requests, asked right after its token ([`admit`]).
     pub limiter: Arc<dyn RateLimiter>,
+    /// Whether `POST /graphql` answers introspection ([`graphql::Settings::from_env`] unless set).
+    pub graphql: graphql::Settings,
 }
 
 impl App {
@@ -81,7 +85,7 @@ impl App {
     /// server's fraud detector commands through the same one).
     pub fn over(ledger: Arc<Ledger>, read: Arc<dyn ReadStore>, metrics: Arc<dyn Metrics>, health: Arc<dyn HealthCheck>, limiter: Arc<dyn RateLimiter>) -> App {
         let commands = ledger.commands().clone();
-        App { ledger, commands, read, metrics, health, limiter }
+        App { ledger, commands, read, metrics, health, limiter, graphql: graphql::Settings::from_env() }
     }
 }
 
@@ -198,4 +202,20 @@ fn outcome_of(answer: &StoredResponse) -> String {
         .ok()
         .and_then(|body| body.get("error").and_then(|e| e.as_str()).map(str::to_string))
         .unwrap_or_else(|| format!("http_{}", answer.status))
+}
+
+/// Fails while the committed `file` (from the repository's root) differs from what
+/// the code generates; with `bless_env` set, rewrites it first. `command` is the
+/// `healthpay` subcommand that regenerates it, `filter` the test filter.
+#[cfg(test)]
+pub(crate) fn assert_committed(file: &str, generated: &str, bless_env: &str, command: &str, filter: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(file);
+    if std::env::var_os(bless_env).is_some() {
+        std::fs::write(&path, generated).unwrap_or_else(|e| panic!("write {file}: {e}"));
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{file} differs from what the code generates. Regenerate it with\n    cargo run --bin healthpay -- {command}\n(or {bless_env}=1 cargo test -p api {filter}) and commit it."
+    );
 }

@@ -40,10 +40,16 @@ pub fn ok(body: impl Serialize) -> StoredResponse {
 async fn readable_wallet(app: &App, incoming: &Incoming) -> Result<WalletView, ApiError> {
     let wallet_id = incoming.path_id("walletId")?;
     let view = app.read.wallet(wallet_id).await?.ok_or_else(|| ApiError::not_found(format!("wallet {wallet_id} was not found")))?;
-    if !incoming.caller().may_act_for(&view.owner_id) {
-        return Err(ApiError::forbidden(format!("{} may not read wallet {wallet_id}", incoming.caller().sub)));
-    }
+    may_read_wallet(incoming.caller(), &view)?;
     Ok(view)
+}
+
+/// Who may read a wallet view: its owner or `admin` (also GraphQL's batched wallets).
+pub fn may_read_wallet(caller: &Caller, view: &WalletView) -> Result<(), ApiError> {
+    if !caller.may_act_for(&view.owner_id) {
+        return Err(ApiError::forbidden(format!("{} may not read wallet {}", caller.sub, view.wallet_id)));
+    }
+    Ok(())
 }
 
 /// A wallet, from the read side.

@@ -6,7 +6,7 @@
 use crate::auth::Role;
 use crate::error::ApiError;
 use crate::http::Incoming;
-use crate::{claims, fraud, medcards, payments, queries, transfers, wallets, App};
+use crate::{claims, fraud, graphql, medcards, payments, queries, transfers, wallets, App};
 use shared::ports::StoredResponse;
 
 /// Who may call a route. The application layer decides each case (`shared::app`);
@@ -119,6 +119,8 @@ routes! {
     FraudAlerts: GET "/api/v2/fraud/alerts", "fraud.alerts", Access::Admin => fraud::list;
     GetFraudAlert: GET "/api/v2/fraud/alerts/{alertId}", "fraud.alert-get", Access::Admin => fraud::get;
     ResolveFraudAlert: POST "/api/v2/commands/fraud/alerts/{alertId}/resolve", "fraud.alert-resolve", Access::Admin => fraud::resolve;
+    /// Queries and mutations over the routes above, each field as its route's access says.
+    GraphQL: POST "/graphql", "graphql", Access::Caller => graphql::serve;
     Health: GET "/health", "health", Access::Public => crate::health;
 }
 

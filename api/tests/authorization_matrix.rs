@@ -204,6 +204,8 @@ fn request(route: Route, s: &Scene) -> Request {
         Route::ResolveFraudAlert => {
             Request { party: None, ..on(alice(), vec![("alertId", &s.fraud_alert)], json!({"resolution": "false_positive", "note": "checked"}), 200) }
         }
+        // Its fields are refused one by one (tests/graphql.rs); the request itself is any caller's.
+        Route::GraphQL => on(alice(), vec![], json!({"query": "{ myWallets { walletId } }"}), 200),
         Route::Health => Request { party: None, ..on(alice(), vec![], Value::Null, 200) },
     }
 }

@@ -252,6 +252,7 @@ async fn every_api_sample_gets_the_answer_the_contract_promises() {
         (Route::FraudAlerts, 200),
         (Route::GetFraudAlert, 200),
         (Route::ResolveFraudAlert, 200),
+        (Route::GraphQL, 200),
         (Route::Health, 200),
     ];
     assert_eq!(expected.len(), Route::ALL.len(), "one sample per route");

@@ -306,6 +306,26 @@ pub mod read_store {
         assert!(store.wallets_of_owner("nobody").await.unwrap().is_empty());
     }
 
+    pub async fn wallets_are_read_in_one_batch_and_absent_ones_left_out(store: &dyn ReadStore) {
+        let owner = format!("owner-{}", Uuid::now_v7());
+        // More than a DynamoDB BatchGetItem (100 keys) or an SQLite statement takes.
+        let saved: Vec<WalletView> = (0..520).map(|i| wallet(&owner, 1, i)).collect();
+        for view in &saved {
+            store.save_wallet(view, 0).await.unwrap();
+        }
+        let missing = Uuid::now_v7();
+        let mut asked: Vec<Uuid> = saved.iter().map(|w| w.wallet_id).collect();
+        asked.push(missing);
+        asked.push(saved[0].wallet_id);
+        let found = store.wallets(&asked).await.unwrap();
+        assert_eq!(found.len(), saved.len(), "every saved wallet once, the missing one left out");
+        assert!(!found.contains_key(&missing));
+        for view in &saved {
+            assert_eq!(found.get(&view.wallet_id), Some(view));
+        }
+        assert!(store.wallets(&[]).await.unwrap().is_empty());
+    }
+
     pub async fn transactions_page_newest_first_and_record_once(store: &dyn ReadStore) {
         let wallet_id = Uuid::now_v7();
         let items: Vec<_> = (1..=5).map(|v| transaction(wallet_id, v)).collect();
@@ -546,7 +566,7 @@ macro_rules! event_store_conformance {
 macro_rules! read_store_conformance {
     ($make:expr) => {
         $crate::read_store_conformance!(@tests $make; wallet_views_are_written_only_over_the_version_they_follow,
-            an_owners_wallets_are_listed_oldest_first, transactions_page_newest_first_and_record_once,
+            an_owners_wallets_are_listed_oldest_first, wallets_are_read_in_one_batch_and_absent_ones_left_out, transactions_page_newest_first_and_record_once,
             transfer_views_are_version_guarded, checkpoints_start_at_zero_and_persist, documents_are_version_guarded_per_kind,
             listed_documents_page_greatest_key_first_with_their_latest_body);
     };

@@ -144,6 +144,10 @@ impl WalletViews for MemoryReadStore {
     async fn save_wallet(&self, view: &WalletView, previous_version: u64) -> Result<Saved, StoreError> {
         Ok(save_guarded(&mut self.inner.lock().unwrap().wallets, view.wallet_id, view, previous_version, |v| v.version))
     }
+    async fn wallets(&self, wallet_ids: &[Uuid]) -> Result<HashMap<Uuid, WalletView>, StoreError> {
+        let inner = self.inner.lock().unwrap();
+        Ok(wallet_ids.iter().filter_map(|id| inner.wallets.get(id).map(|view| (*id, view.clone()))).collect())
+    }
     async fn wallets_of_owner(&self, owner_id: &str) -> Result<Vec<WalletView>, StoreError> {
         let mut wallets: Vec<WalletView> = self.inner.lock().unwrap().wallets.values().filter(|w| w.owner_id == owner_id).cloned().collect();
         wallets.sort_by_key(|w| (w.created_at, w.wallet_id));

@@ -93,6 +93,12 @@ def aws(service):
     return boto3.client(service, endpoint_url=ENDPOINT, region_name=os.environ.get("AWS_REGION", "us-east-1"))
 
 
+def function_named(part):
+    """The deployed function whose name contains `part` (ListFunctions answers 50 a page)."""
+    pages = aws("lambda").get_paginator("list_functions").paginate()
+    return next(f["FunctionName"] for page in pages for f in page["Functions"] if part in f["FunctionName"])
+
+
 def execution(state_machine_arn, name, within=30):
     """The finished Step Functions execution `name` of a state machine."""
     sfn = aws("stepfunctions")

@@ -12,7 +12,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import aws
+from conftest import aws, function_named
 from test_cards_claims_payments import ITEMS, Scene
 
 CLIENTS = 12
@@ -105,8 +105,7 @@ def test_a_burst_of_transfers_movements_and_claims_settles_every_view_and_parks_
 
 
 def projector_name(stack):
-    functions = aws("lambda").list_functions()["Functions"]
-    return next(f["FunctionName"] for f in functions if "ReadModelProjector" in f["FunctionName"])
+    return function_named("ReadModelProjector")
 
 
 def test_a_projector_that_fails_for_a_while_loses_nothing_once_it_recovers(api, stack):

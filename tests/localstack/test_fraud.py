@@ -11,12 +11,11 @@ from decimal import Decimal
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from conftest import aws
+from conftest import aws, function_named
 
 
 def detector():
-    functions = aws("lambda").list_functions()["Functions"]
-    return next(f["FunctionName"] for f in functions if "FraudDetector" in f["FunctionName"])
+    return function_named("FraudDetector")
 
 
 def thresholds():

@@ -229,7 +229,7 @@ impl DynamoReadStore {
     async fn wallet_views(&self, wallet_ids: &[Uuid]) -> Result<HashMap<Uuid, WalletView>, StoreError> {
         let keys = wallet_ids.iter().map(|id| key(wallet_pk(*id), VIEW)).collect();
         let mut views = HashMap::with_capacity(wallet_ids.len());
-        for item in self.batch_get(keys, "reading an owner's wallets").await? {
+        for item in self.batch_get(keys, "reading wallet views").await? {
             let view: WalletView = from_item(item, || "wallet view".to_string())?;
             views.insert(view.wallet_id, view);
         }
@@ -259,6 +259,14 @@ impl WalletViews for DynamoReadStore {
             Err(codes) if codes.first().is_some_and(|c| c == CONDITION_FAILED) => Ok(Saved::Stale),
             Err(codes) => Err(StoreError::new(format!("dynamodb: creating a wallet view: transaction cancelled: {codes:?}"))),
         }
+    }
+
+    async fn wallets(&self, wallet_ids: &[Uuid]) -> Result<HashMap<Uuid, WalletView>, StoreError> {
+        // BatchGetItem refuses a request that names a key twice.
+        let mut unique = wallet_ids.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        self.wallet_views(&unique).await
     }
 
     async fn wallets_of_owner(&self, owner_id: &str) -> Result<Vec<WalletView>, StoreError> {

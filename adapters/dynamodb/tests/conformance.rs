@@ -44,7 +44,7 @@ mod read_store_conformance {
     use super::common;
 
     conformance!(read_store, common::read_store;
-        wallet_views_are_written_only_over_the_version_they_follow, an_owners_wallets_are_listed_oldest_first,
+        wallet_views_are_written_only_over_the_version_they_follow, an_owners_wallets_are_listed_oldest_first, wallets_are_read_in_one_batch_and_absent_ones_left_out,
         transactions_page_newest_first_and_record_once, transfer_views_are_version_guarded, checkpoints_start_at_zero_and_persist,
         documents_are_version_guarded_per_kind, listed_documents_page_greatest_key_first_with_their_latest_body);
 }

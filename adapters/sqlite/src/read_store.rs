@@ -12,6 +12,9 @@ use shared::ports::{
 use std::path::Path;
 use uuid::Uuid;
 
+/// Ids bound to one `IN (…)` of a batched wallet read (SQLite allows 32,766 parameters).
+const WALLETS_PER_STATEMENT: usize = 500;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS wallet_views (
     wallet_id  TEXT    PRIMARY KEY,
@@ -200,6 +203,29 @@ impl WalletViews for SqliteReadStore {
     async fn save_wallet(&self, view: &WalletView, previous_version: u64) -> Result<Saved, StoreError> {
         let row = WalletRow::new(view, previous_version)?;
         self.db.write(move |conn| row.save(conn)).await
+    }
+
+    /// One read of the database: a statement per [`WALLETS_PER_STATEMENT`] ids.
+    async fn wallets(&self, wallet_ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, WalletView>, StoreError> {
+        let ids: Vec<String> = wallet_ids.iter().map(Uuid::to_string).collect();
+        self.db
+            .read(move |conn| {
+                let mut views = std::collections::HashMap::with_capacity(ids.len());
+                for chunk in ids.chunks(WALLETS_PER_STATEMENT) {
+                    let placeholders = vec!["?"; chunk.len()].join(",");
+                    let mut stmt =
+                        conn.prepare(&format!("SELECT wallet_id, view FROM wallet_views WHERE wallet_id IN ({placeholders})")).or_store("preparing")?;
+                    let mut rows = stmt.query(rusqlite::params_from_iter(chunk)).or_store("reading wallet views")?;
+                    while let Some(row) = rows.next().or_store("reading wallet views")? {
+                        let wallet_id: String = row.get(0).or_store("reading wallet views")?;
+                        let view: WalletView = serde_json::from_str(&row.get::<_, String>(1).or_store("reading wallet views")?)
+                            .map_err(corrupt(|| format!("wallet view {wallet_id}")))?;
+                        views.insert(view.wallet_id, view);
+                    }
+                }
+                Ok(views)
+            })
+            .await
     }
 
     async fn wallets_of_owner(&self, owner_id: &str) -> Result<Vec<WalletView>, StoreError> {

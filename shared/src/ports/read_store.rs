@@ -78,6 +78,9 @@ pub enum Saved {
 #[async_trait]
 pub trait WalletViews: Send + Sync {
     async fn wallet(&self, wallet_id: Uuid) -> Result<Option<WalletView>, StoreError>;
+    /// Several wallet views in as few store round trips as the backend allows
+    /// (DynamoDB: `BatchGetItem`, 100 keys a request); absent ones are left out.
+    async fn wallets(&self, wallet_ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, WalletView>, StoreError>;
     /// Writes `view` only if the stored view is at `previous_version` (0: absent).
     async fn save_wallet(&self, view: &WalletView, previous_version: u64) -> Result<Saved, StoreError>;
     /// The owner's wallets, oldest first.

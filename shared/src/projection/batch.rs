@@ -157,6 +157,11 @@ impl WalletViews for Staged<'_> {
     }
 
     /// Not staged: the stored rows.
+    async fn wallets(&self, wallet_ids: &[Uuid]) -> Result<HashMap<Uuid, WalletView>, StoreError> {
+        self.base.wallets(wallet_ids).await
+    }
+
+    /// Not staged: the stored rows.
     async fn wallets_of_owner(&self, owner_id: &str) -> Result<Vec<WalletView>, StoreError> {
         self.base.wallets_of_owner(owner_id).await
     }
@@ -364,6 +369,9 @@ mod tests {
         }
         async fn save_wallet(&self, view: &WalletView, previous_version: u64) -> Result<Saved, StoreError> {
             self.0.save_wallet(view, previous_version).await
+        }
+        async fn wallets(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, WalletView>, StoreError> {
+            self.0.wallets(ids).await
         }
         async fn wallets_of_owner(&self, owner_id: &str) -> Result<Vec<WalletView>, StoreError> {
             self.0.wallets_of_owner(owner_id).await

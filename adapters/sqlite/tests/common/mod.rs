@@ -99,6 +99,9 @@ impl<S: WalletViews> WalletViews for Fresh<S> {
     async fn save_wallet(&self, view: &WalletView, previous_version: u64) -> Result<Saved, StoreError> {
         self.store.save_wallet(view, previous_version).await
     }
+    async fn wallets(&self, wallet_ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, WalletView>, StoreError> {
+        self.store.wallets(wallet_ids).await
+    }
     async fn wallets_of_owner(&self, owner_id: &str) -> Result<Vec<WalletView>, StoreError> {
         self.store.wallets_of_owner(owner_id).await
     }

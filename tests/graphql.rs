@@ -177,6 +177,11 @@ fn a_stranger_is_refused_with_forbidden_and_nothing_changes() {
     }
     let suspend = graphql(&server, &alice, "mutation($id: ID!) { suspendWallet(walletId: $id, reason: \"mine\") { version } }", json!({"id": wallet}), &[]);
     assert_eq!(error_code(&suspend), "FORBIDDEN", "suspending is admin only");
+    // Fraud alerts are for operators: not even a wallet's owner reads or resolves them.
+    let alerts = graphql(&server, &alice, "query($id: ID!) { fraudAlerts(walletId: $id) { nextCursor } }", json!({"id": wallet}), &[]);
+    assert_eq!(error_code(&alerts), "FORBIDDEN", "fraudAlerts");
+    let resolve = "mutation($id: ID!) { resolveFraudAlert(alertId: $id, input: {resolution: \"false_positive\"}) { status } }";
+    assert_eq!(error_code(&graphql(&server, &alice, resolve, json!({"id": uuid::Uuid::now_v7()}), &[])), "FORBIDDEN", "resolveFraudAlert");
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(wallet_at(&server, &alice, &wallet, 3), before, "the refusals changed nothing");
     // The REST view agrees.

@@ -100,10 +100,16 @@ async fn every_type_answers_what_its_rest_route_answers() {
     let insurance = id(&graphql(&world, &clinic, &file, json!({"c": card, "w": provider})).await["submitInsuranceClaim"], "claimId");
     let approve = format!("mutation($id: ID!) {{ approveInsuranceClaim(claimId: $id, amount: 80) {{ {insurance_result} }} }}");
     assert_eq!(graphql(&world, &insurer, &approve, json!({"id": insurance})).await["approveInsuranceClaim"]["approvedAmount"], json!(80));
+    let alert = world.fraud_alert(&payer).await;
+    let resolve = format!(
+        "mutation($id: ID!) {{ resolveFraudAlert(alertId: $id, input: {{resolution: \"false_positive\", note: \"checked\"}}) {{ {} }} }}",
+        selection(&world, "FraudAlertCommandResult").await
+    );
+    let admin = caller("root", &["admin"]);
+    assert_eq!(graphql(&world, &admin, &resolve, json!({"id": alert})).await["resolveFraudAlert"]["status"], json!("RESOLVED"));
     world.project().await;
 
     // Reads: GraphQL against REST, field by field.
-    let admin = caller("root", &["admin"]);
     let reads = [
         ("wallet", "Wallet", Route::GetWallet, "walletId", payer.clone()),
         ("transfer", "Transfer", Route::GetTransfer, "transferId", transfer),
@@ -111,6 +117,7 @@ async fn every_type_answers_what_its_rest_route_answers() {
         ("medcard", "MedCard", Route::GetMedCard, "medcardId", card.clone()),
         ("claim", "Claim", Route::GetClaim, "claimId", claim),
         ("insuranceClaim", "InsuranceClaim", Route::GetInsuranceClaim, "claimId", insurance),
+        ("fraudAlert", "FraudAlert", Route::GetFraudAlert, "alertId", alert),
     ];
     for (field, type_name, route, param, key) in reads {
         let rest = world.expect(200, route, &admin, &[(param, &key)], Value::Null).await;
@@ -126,6 +133,9 @@ async fn every_type_answers_what_its_rest_route_answers() {
         let query = format!("query($id: ID!) {{ page: {field} {{ {} }} }}", selection(&world, "ClaimPage").await);
         assert_same(field, &graphql(&world, &admin, &query, json!({"id": key})).await["page"], &rest);
     }
+    let alerts = world.expect(200, Route::FraudAlerts, &admin, &[], Value::Null).await;
+    let query = format!("{{ page: fraudAlerts(status: \"resolved\") {{ {} }} }}", selection(&world, "FraudAlertPage").await);
+    assert_same("fraudAlerts", &graphql(&world, &admin, &query, json!({})).await["page"], &alerts);
     let spend = world.expect(200, Route::MedCardSpend, &alice, &[("medcardId", &card)], Value::Null).await;
     let query = format!("query($id: ID!) {{ medcard(id: $id) {{ spend {{ {} }} }} }}", selection(&world, "MedCardSpend").await);
     assert_same("spend", &graphql(&world, &alice, &query, json!({"id": card})).await["medcard"]["spend"], &spend);

@@ -133,6 +133,15 @@ fn optional_amount(amount: Option<Money>) -> Option<serde_json::Value> {
     Some(amount.map_or(json!({}), |amount| json!({ "amount": amount })))
 }
 
+#[derive(InputObject, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolveFraudAlertInput {
+    /// confirmed_fraud or false_positive.
+    pub resolution: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 async fn on<T: serde::de::DeserializeOwned>(
     ctx: &Context<'_>,
     route: Route,
@@ -257,5 +266,10 @@ impl Mutation {
     /// The sponsoring insurer.
     async fn reject_insurance_claim(&self, ctx: &Context<'_>, claim_id: ID, reason: String) -> async_graphql::Result<InsuranceClaimCommandResult> {
         on(ctx, Route::RejectInsuranceClaim, "claimId", &claim_id, Some(json!({ "reason": reason }))).await
+    }
+
+    /// `admin` only. Resolving does not lift a suspension (`activateWallet` does).
+    async fn resolve_fraud_alert(&self, ctx: &Context<'_>, alert_id: ID, input: ResolveFraudAlertInput) -> async_graphql::Result<FraudAlertCommandResult> {
+        on(ctx, Route::ResolveFraudAlert, "alertId", &alert_id, body(input)).await
     }
 }

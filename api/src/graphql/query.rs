@@ -89,6 +89,30 @@ impl Query {
     async fn insurance_claim(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<InsuranceClaim> {
         by_id(ctx, Route::GetInsuranceClaim, "claimId", &id).await
     }
+
+    /// Fraud alerts, newest first, of one wallet and/or in one status (OPEN or
+    /// RESOLVED): `admin` only.
+    #[graphql(complexity = "first.unwrap_or(PAGE).max(0) as usize * child_complexity")]
+    async fn fraud_alerts(
+        &self,
+        ctx: &Context<'_>,
+        wallet_id: Option<ID>,
+        status: Option<String>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<FraudAlertPage> {
+        let mut query = page(first, after);
+        if let Some(wallet_id) = wallet_id {
+            query.push(("walletId", uuid("walletId", &wallet_id)?.to_string()));
+        }
+        query.extend(status.map(|status| ("status", status)));
+        scope(ctx).call(Route::FraudAlerts, &[], &query, None).await
+    }
+
+    /// A fraud alert: `admin` only.
+    async fn fraud_alert(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<FraudAlert> {
+        by_id(ctx, Route::GetFraudAlert, "alertId", &id).await
+    }
 }
 
 async fn by_id<T: serde::de::DeserializeOwned>(ctx: &Context<'_>, route: Route, param: &str, id: &ID) -> async_graphql::Result<T> {

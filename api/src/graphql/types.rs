@@ -359,3 +359,49 @@ pub struct InsuranceClaimCommandResult {
     pub status: String,
     pub approved_amount: Option<Money>,
 }
+
+/// A fraud alert the detector raised (operators only).
+#[derive(SimpleObject, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FraudAlert {
+    pub alert_id: ID,
+    pub wallet_id: ID,
+    /// velocity, high_value or new_wallet_outflow.
+    pub rule: String,
+    /// high (the wallet was suspended if active) or medium.
+    pub severity: String,
+    /// OPEN or RESOLVED.
+    pub status: String,
+    pub window_start: String,
+    pub window_end: String,
+    pub observed_count: u32,
+    pub observed_amount: Money,
+    pub threshold: String,
+    pub trigger_event_id: ID,
+    pub suspended_wallet: bool,
+    /// confirmed_fraud or false_positive, once resolved.
+    pub resolution: Option<String>,
+    pub note: Option<String>,
+    pub resolved_by: Option<String>,
+    pub raised_at: String,
+    pub resolved_at: Option<String>,
+    pub version: u64,
+}
+
+/// A page of fraud alerts, newest first.
+#[derive(SimpleObject, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FraudAlertPage {
+    pub items: Vec<FraudAlert>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A fraud alert after an admin resolved it.
+#[derive(SimpleObject, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FraudAlertCommandResult {
+    pub alert_id: ID,
+    pub status: String,
+    pub resolution: String,
+}

@@ -103,7 +103,9 @@ def saga_starter_paused(stack):
     transfer's saga steps itself (so that LocalStack's Step Functions does not race it);
     calling the fixture's value (or the test's end) enables it again."""
     client = aws("lambda")
-    name = next(f["FunctionName"] for f in client.list_functions()["Functions"] if "SagaStarterFunction" in f["FunctionName"])
+    # ListFunctions answers 50 a page; the stack has more functions than that.
+    pages = client.get_paginator("list_functions").paginate()
+    name = next(f["FunctionName"] for page in pages for f in page["Functions"] if "SagaStarterFunction" in f["FunctionName"])
     mappings = client.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]
     assert mappings, "the saga starter has no event source mapping"
 

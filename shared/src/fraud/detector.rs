@@ -29,9 +29,6 @@ use std::sync::Arc;
 /// The read-store document kind of the wallets' watches.
 pub const WATCH_KIND: &str = "fraud-watch";
 
-/// Called with every alert the detector raises (metrics).
-pub type AlertObserver = Arc<dyn Fn(&super::Finding, bool) + Send + Sync>;
-
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
     /// The event can never be read: retrying will not help.
@@ -54,17 +51,11 @@ pub struct FraudDetector {
     ledger: Arc<Ledger>,
     read: Arc<dyn ReadStore>,
     rules: FraudRules,
-    observer: Option<AlertObserver>,
 }
 
 impl FraudDetector {
     pub fn new(ledger: Arc<Ledger>, read: Arc<dyn ReadStore>, rules: FraudRules) -> Self {
-        FraudDetector { ledger, read, rules, observer: None }
-    }
-
-    pub fn observe_alerts(mut self, observer: AlertObserver) -> Self {
-        self.observer = Some(observer);
-        self
+        FraudDetector { ledger, read, rules }
     }
 
     pub fn rules(&self) -> &FraudRules {
@@ -105,9 +96,6 @@ impl FraudDetector {
             if let Raised::New { alert_id, suspended } = outcome {
                 tracing::warn!(%alert_id, wallet_id = %finding.wallet_id, rule = finding.rule.as_str(), suspended, "fraud alert raised");
                 crate::metrics::fraud_alert_raised(finding.rule.as_str());
-                if let Some(observer) = &self.observer {
-                    observer(finding, suspended);
-                }
             }
             raised.push(outcome);
         }

@@ -6,7 +6,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::{amount, parse_uuid, text, whole_number, Incoming, Success};
 use crate::medcards::{may_read_card, readable_card};
-use crate::queries::{ok, owns_wallet, page_limit};
+use crate::queries::{document_page, ok, owns_wallet};
 use crate::schema::{Amount, ClaimStage, ClaimStatus, InsuranceClaimStatus, RequestAmount, SuspendedRefundKind, Timestamp};
 use crate::App;
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,7 @@ use shared::money::Money;
 use shared::ports::StoredResponse;
 use shared::projection::claim::{holder_list, medcard_list, pharmacy_list, ClaimView, InsuranceClaimView};
 use shared::projection::medcard::CardView;
-use shared::projection::{read_view, view_of, DocumentView};
+use shared::projection::read_view;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -260,18 +260,10 @@ pub async fn of_holder(app: &App, incoming: &Incoming) -> Result<StoredResponse,
     claim_page(app, incoming, &holder_list(&incoming.caller().sub)).await
 }
 
-/// `?limit&cursor`: the cursor is opaque (the hex of a list's sort key).
+/// A page of a claim list (`?limit&cursor`).
 async fn claim_page(app: &App, incoming: &Incoming, list: &str) -> Result<StoredResponse, ApiError> {
-    let limit = page_limit(incoming)?;
-    let before = match incoming.query("cursor").filter(|c| !c.is_empty()) {
-        None => None,
-        Some(raw) => {
-            Some(hex::decode(&raw).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(|| ApiError::validation("cursor is not one this API returned"))?)
-        }
-    };
-    let page = app.read.listed(ClaimView::KIND, list, limit, before.as_deref()).await?;
-    let items = page.documents.into_iter().map(|d| view_of::<ClaimView>(d.clone(), d.id).map(|c| ClaimReply::of(&c))).collect::<Result<Vec<_>, _>>()?;
-    Ok(ok(ClaimPage { items, next_cursor: page.next.map(hex::encode) }))
+    let (items, next_cursor) = document_page(app, incoming, list, ClaimReply::of).await?;
+    Ok(ok(ClaimPage { items, next_cursor }))
 }
 
 #[derive(Deserialize, ToSchema)]

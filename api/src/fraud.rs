@@ -3,7 +3,7 @@
 
 use crate::error::ApiError;
 use crate::http::{one_of, optional_text, parse_uuid, Incoming, Success};
-use crate::queries::{ok, page_limit};
+use crate::queries::{document_page, ok};
 use crate::schema::{Amount, FraudAlertStatus, FraudResolution, FraudRule, FraudSeverity, Timestamp};
 use crate::App;
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use shared::fraud::alert::{FraudAlert, Resolution};
 use shared::ids::FraudAlertId;
 use shared::ports::StoredResponse;
 use shared::projection::fraud::{filtered_list, FraudAlertView, OPEN, RESOLVED};
-use shared::projection::{read_view, view_of, DocumentView};
+use shared::projection::read_view;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -64,22 +64,19 @@ pub struct FraudAlertReply {
 
 impl FraudAlertReply {
     fn of(alert: &FraudAlertView) -> Self {
-        let severity = match alert.severity {
-            shared::fraud::Severity::High => "high",
-            shared::fraud::Severity::Medium => "medium",
-        };
+        let finding = &alert.finding;
         FraudAlertReply {
             alert_id: alert.alert_id,
-            wallet_id: alert.wallet_id,
-            rule: alert.rule.as_str(),
-            severity,
+            wallet_id: finding.wallet_id,
+            rule: finding.rule.as_str(),
+            severity: finding.severity.as_str(),
             status: alert.status.clone(),
-            window_start: alert.window_start.into(),
-            window_end: alert.window_end.into(),
-            observed_count: alert.observed_count,
-            observed_amount: alert.observed_amount.into(),
-            threshold: alert.threshold.clone(),
-            trigger_event_id: alert.trigger_event_id,
+            window_start: finding.window_start.into(),
+            window_end: finding.window_end.into(),
+            observed_count: finding.observed_count,
+            observed_amount: finding.observed_amount.into(),
+            threshold: finding.threshold.clone(),
+            trigger_event_id: finding.trigger_event_id,
             suspended_wallet: alert.suspended_wallet,
             resolution: alert.resolution.clone(),
             note: alert.note.clone(),
@@ -112,17 +109,8 @@ pub async fn list(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiE
             _ => return Err(ApiError::validation(format!("status must be OPEN or RESOLVED, got {raw:?}"))),
         },
     };
-    let limit = page_limit(incoming)?;
-    let before = match incoming.query("cursor").filter(|c| !c.is_empty()) {
-        None => None,
-        Some(raw) => {
-            Some(hex::decode(&raw).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(|| ApiError::validation("cursor is not one this API returned"))?)
-        }
-    };
-    let page = app.read.listed(FraudAlertView::KIND, &filtered_list(wallet_id, status), limit, before.as_deref()).await?;
-    let items =
-        page.documents.into_iter().map(|d| view_of::<FraudAlertView>(d.clone(), d.id).map(|a| FraudAlertReply::of(&a))).collect::<Result<Vec<_>, _>>()?;
-    Ok(ok(FraudAlertPage { items, next_cursor: page.next.map(hex::encode) }))
+    let (items, next_cursor) = document_page(app, incoming, &filtered_list(wallet_id, status), FraudAlertReply::of).await?;
+    Ok(ok(FraudAlertPage { items, next_cursor }))
 }
 
 pub async fn get(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {

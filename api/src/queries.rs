@@ -10,6 +10,7 @@ use serde::Serialize;
 use shared::aggregate::Aggregate;
 use shared::envelope::stream_id;
 use shared::ports::{StoredResponse, TransactionItem, TransferView, WalletView};
+use shared::projection::{view_of, DocumentView};
 use shared::wallet::{Wallet, WalletEvent};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -27,6 +28,27 @@ pub fn page_limit(incoming: &Incoming) -> Result<usize, ApiError> {
             .filter(|l| (1..=MAX_PAGE).contains(l))
             .ok_or_else(|| ApiError::validation(format!("limit must be an integer from 1 to {MAX_PAGE}"))),
     }
+}
+
+/// One page (`?limit&cursor`) of a read-store list of document views, greatest sort
+/// key first, each rendered by `reply`, and the cursor of the next page. Cursors are
+/// opaque to callers: the hex of a list's sort key.
+pub async fn document_page<V: DocumentView, R>(
+    app: &App,
+    incoming: &Incoming,
+    list: &str,
+    reply: impl Fn(&V) -> R,
+) -> Result<(Vec<R>, Option<String>), ApiError> {
+    let limit = page_limit(incoming)?;
+    let before = match incoming.query("cursor").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(raw) => {
+            Some(hex::decode(&raw).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(|| ApiError::validation("cursor is not one this API returned"))?)
+        }
+    };
+    let page = app.read.listed(V::KIND, list, limit, before.as_deref()).await?;
+    let items = page.documents.into_iter().map(|d| view_of::<V>(d.clone(), d.id).map(|v| reply(&v))).collect::<Result<Vec<_>, _>>()?;
+    Ok((items, page.next.map(hex::encode)))
 }
 
 /// A 200 with `body` (a response struct of this crate: its schema is in the document).

@@ -231,7 +231,10 @@ mod tests {
         assert_eq!(suspension.metadata.user_id, FRAUD_DETECTOR);
         let alerts = w.alerts(wallet).await;
         assert_eq!(alerts.len(), 1);
-        assert_eq!((alerts[0].rule, alerts[0].observed_count, alerts[0].suspended_wallet, alerts[0].status.as_str()), (Rule::Velocity, 11, true, "OPEN"));
+        assert_eq!(
+            (alerts[0].finding.rule, alerts[0].finding.observed_count, alerts[0].suspended_wallet, alerts[0].status.as_str()),
+            (Rule::Velocity, 11, true, "OPEN")
+        );
         assert_eq!(w.withdraw(wallet, 1).await.unwrap_err().to_string(), format!("wallet {} is suspended, the command needs an active wallet", wallet));
     }
 
@@ -290,7 +293,7 @@ mod tests {
         let raised = w.deliver(&w.feed().await).await;
         assert!(matches!(raised[..], [Raised::New { suspended: false, .. }]), "{raised:?}");
         assert_eq!(w.status(wallet).await, WalletStatus::Active);
-        assert_eq!(w.alerts(wallet).await[0].rule, Rule::HighValue);
+        assert_eq!(w.alerts(wallet).await[0].finding.rule, Rule::HighValue);
     }
 
     #[tokio::test]

@@ -116,6 +116,15 @@ pub enum Severity {
     Medium,
 }
 
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::High => "high",
+            Severity::Medium => "medium",
+        }
+    }
+}
+
 impl Rule {
     pub const ALL: [Rule; 3] = [Rule::Velocity, Rule::HighValue, Rule::NewWalletOutflow];
 

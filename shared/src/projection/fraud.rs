@@ -4,8 +4,7 @@
 use super::DocumentView;
 use crate::envelope::EventEnvelope;
 use crate::fraud::alert::FraudAlertEvent;
-use crate::fraud::{Rule, Severity};
-use crate::money::Money;
+use crate::fraud::Finding;
 use crate::ports::Listing;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,17 +17,12 @@ pub const RESOLVED: &str = "RESOLVED";
 #[serde(rename_all = "camelCase")]
 pub struct FraudAlertView {
     pub alert_id: Uuid,
-    pub wallet_id: Uuid,
-    pub rule: Rule,
-    pub severity: Severity,
+    /// What the rule saw: the wallet, the rule and its severity, the window, what was
+    /// counted against which threshold, and the event that made it fire.
+    #[serde(flatten)]
+    pub finding: Finding,
     /// `OPEN` or `RESOLVED`.
     pub status: String,
-    pub window_start: DateTime<Utc>,
-    pub window_end: DateTime<Utc>,
-    pub observed_count: u32,
-    pub observed_amount: Money,
-    pub threshold: String,
-    pub trigger_event_id: Uuid,
     pub suspended_wallet: bool,
     pub resolution: Option<String>,
     pub note: Option<String>,
@@ -63,16 +57,8 @@ impl DocumentView for FraudAlertView {
         match (current, event) {
             (None, FraudAlertEvent::FraudAlertRaised { alert_id, finding, suspended_wallet }) => Some(FraudAlertView {
                 alert_id: *alert_id,
-                wallet_id: finding.wallet_id,
-                rule: finding.rule,
-                severity: finding.severity,
+                finding: finding.clone(),
                 status: OPEN.into(),
-                window_start: finding.window_start,
-                window_end: finding.window_end,
-                observed_count: finding.observed_count,
-                observed_amount: finding.observed_amount,
-                threshold: finding.threshold.clone(),
-                trigger_event_id: finding.trigger_event_id,
                 suspended_wallet: *suspended_wallet,
                 resolution: None,
                 note: None,
@@ -102,9 +88,9 @@ impl DocumentView for FraudAlertView {
         let sort_key = format!("{}#{}", crate::clock::sort_key(&self.raised_at), self.alert_id);
         [
             all_list(),
-            filtered_list(Some(self.wallet_id), None),
+            filtered_list(Some(self.finding.wallet_id), None),
             filtered_list(None, Some(&self.status)),
-            filtered_list(Some(self.wallet_id), Some(&self.status)),
+            filtered_list(Some(self.finding.wallet_id), Some(&self.status)),
         ]
         .into_iter()
         .map(|list| Listing { list, sort_key: sort_key.clone() })

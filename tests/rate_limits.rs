@@ -59,3 +59,46 @@ fn a_burst_from_one_caller_is_refused_with_retry_after_while_another_is_served_a
     let line = format!("healthpay_rate_limited_requests_total{{route=\"wallet.credit\",kind=\"command\"}} {}", refused.len());
     assert!(metrics.contains(&line), "{line} in\n{metrics}");
 }
+
+#[test]
+fn each_graphql_mutation_spends_a_command_token_and_a_graphql_query_spends_a_query_token() {
+    // Commands: 4 at once and barely refilled during the test; queries plenty.
+    let limits = ["--command-rate-limit", "1", "--command-burst", "4", "--query-rate-limit", "100", "--query-burst", "100"];
+    let server = Server::start_in(temp_dir("rate-limits-graphql"), &limits);
+    let noisy = server.token("noisy", "");
+    let wallet = server.active_wallet(&noisy, None); // 2 of the 4 command tokens
+
+    // Eight credits in one document: the mutations run in order, each charged as its
+    // REST request would be, so the remaining budget (2, or 3 if a token refilled
+    // meanwhile) admits the first ones and refuses the rest, which change nothing.
+    let fields: String = (0..8)
+        .map(|i| {
+            format!("c{i}: creditWallet(walletId: \"{wallet}\", input: {{amount: 10, transactionType: \"deposit\", reference: \"G-{i}\"}}) {{ version }}\n")
+        })
+        .collect();
+    let body = serde_json::json!({ "query": format!("mutation {{\n{fields}}}") }).to_string();
+    let reply = server.request("POST", "/graphql", Some(&noisy), &[], Some(&body));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let errors = reply.body["errors"].as_array().unwrap_or_else(|| panic!("no refusals: {}", reply.body));
+    let credited = 8 - errors.len();
+    assert!((2..=3).contains(&credited), "{} credits admitted: {}", credited, reply.body);
+    for error in errors {
+        assert_eq!((error["extensions"]["code"].as_str(), error["extensions"]["statusCode"].as_u64()), (Some("RATE_LIMITED"), Some(429)), "{error}");
+        assert!(error["extensions"]["retryAfter"].as_u64().is_some_and(|s| (1..=4).contains(&s)), "{error}");
+    }
+
+    // The command budget is spent, yet GraphQL queries are served: each spends a query
+    // token (were they charged as commands, at most one of five could pass).
+    let query = serde_json::json!({ "query": format!("{{ wallet(id: \"{wallet}\") {{ balance }} }}") }).to_string();
+    for _ in 0..5 {
+        let read = server.request("POST", "/graphql", Some(&noisy), &[], Some(&query));
+        assert_eq!(read.status, 200, "{}", read.body);
+        assert!(read.body.get("errors").is_none(), "{}", read.body);
+    }
+    let balance = server.balance(&noisy, &wallet, 2 + credited as u64);
+    assert_eq!(balance, 10.0 * credited as f64, "refused mutations moved no money");
+
+    let metrics = server.metrics();
+    let line = format!("healthpay_rate_limited_requests_total{{route=\"wallet.credit\",kind=\"command\"}} {}", errors.len());
+    assert!(metrics.contains(&line), "{line} in\n{metrics}");
+}

@@ -132,29 +132,43 @@ async fn serve(app: &App, route: Route, incoming: &mut Incoming) -> Result<Store
 /// The caller's rate limit, checked once its token is known and before anything else
 /// (no body parsed, no aggregate loaded, no idempotency key looked up): a refused
 /// request changes nothing, and its 429 is never stored as an idempotent answer, so
-/// a retry with the same key runs once it is admitted. A limiter whose backend
-/// fails lets the request through (logged): the gateway's own throttle still
-/// guards the API, and a ledger that refused every payment because a counter table
-/// was unreachable would be worse than one briefly unlimited.
+/// a retry with the same key runs once it is admitted.
 async fn admit(app: &App, route: Route, incoming: &Incoming) -> Option<StoredResponse> {
-    let kind = if route.is_command() { RequestKind::Command } else { RequestKind::Query };
-    let over = match app.limiter.admit(&incoming.caller().sub, kind).await {
-        Ok(Ok(())) => return None,
+    let refusal = charge(app, route, &incoming.caller().sub).await.err()?;
+    let mut answer = incoming.render_error(&refusal.error);
+    answer.headers.push((http::RETRY_AFTER_HEADER.into(), refusal.retry_after_seconds.to_string()));
+    Some(answer)
+}
+
+/// A request the caller's rate limit refused: the error to answer, and how many whole
+/// seconds (the `Retry-After` unit, rounded up) until the budget is refilled.
+pub(crate) struct Refusal {
+    pub error: ApiError,
+    pub retry_after_seconds: u64,
+}
+
+/// Spends one of `sub`'s tokens for `route`: a command's budget for commands, a
+/// query's for queries and for `POST /graphql` itself, whose mutations are each
+/// charged as a command by the bridge ([`graphql::bridge`]) as they run, so that
+/// one GraphQL request of many mutations costs what as many REST commands cost.
+/// A limiter whose backend fails lets the request through (logged): the gateway's
+/// own throttle still guards the API, and a ledger that refused every payment
+/// because a counter table was unreachable would be worse than one briefly unlimited.
+pub(crate) async fn charge(app: &App, route: Route, sub: &str) -> Result<(), Refusal> {
+    let kind = if route.is_command() && route != Route::GraphQL { RequestKind::Command } else { RequestKind::Query };
+    let over = match app.limiter.admit(sub, kind).await {
+        Ok(Ok(())) => return Ok(()),
         Ok(Err(over)) => over,
         Err(e) => {
             tracing::warn!(error = %e, "rate limiter unavailable; admitting the request");
-            return None;
+            return Ok(());
         }
     };
-    // Whole seconds (the header's unit), rounded up so that a client waiting that
-    // long finds its budget refilled.
     let seconds = over.retry_after.as_secs() + u64::from(over.retry_after.subsec_nanos() > 0);
     let seconds = seconds.max(1);
     app.metrics.rate_limited(route, kind);
     let error = ApiError::rate_limited(format!("too many {}s from this caller; retry in {seconds} s", kind.as_str()));
-    let mut answer = incoming.render_error(&error);
-    answer.headers.push((http::RETRY_AFTER_HEADER.into(), seconds.to_string()));
-    Some(answer)
+    Err(Refusal { error, retry_after_seconds: seconds })
 }
 
 /// `GET /health`, for anyone: healthy or not, per component, and nothing else. What

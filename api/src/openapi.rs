@@ -352,7 +352,7 @@ fn failures(route: Route, contract: &Contract) -> Vec<(u16, &'static str)> {
             (400, "VALIDATION_ERROR: the body is not one GraphQL request object."),
             (401, "UNAUTHENTICATED: no bearer token, or one that is invalid or expired."),
             (408, "REQUEST_TIMEOUT (local server): the request body did not arrive in time."),
-            (429, "RATE_LIMITED: retry with backoff."),
+            (429, "RATE_LIMITED: over the caller's limit for queries (the request spends one; each mutation in it also spends a command token, and one over that limit is an error with extensions.code RATE_LIMITED); Retry-After says when to retry."),
             (500, "INTERNAL: the request may be retried (with the same Idempotency-Key)."),
         ];
     }

@@ -78,6 +78,13 @@ impl Scope {
         body: Option<serde_json::Value>,
     ) -> async_graphql::Result<T> {
         let incoming = self.incoming(route, params, query, body).map_err(to_graphql)?;
+        if route.is_command() {
+            // Each mutation spends a command token, as its REST request would: many
+            // mutations in one document are no way around the caller's limit.
+            crate::charge(&self.app, route, &self.caller.sub)
+                .await
+                .map_err(|refusal| to_graphql(refusal.error).extend_with(|_, e| e.set("retryAfter", refusal.retry_after_seconds)))?;
+        }
         let answer = dispatch(&self.app, route, &incoming).await.map_err(to_graphql)?;
         if answer.headers.iter().any(|(name, _)| name == REPLAYED_HEADER) {
             self.replayed.store(true, Ordering::Relaxed);

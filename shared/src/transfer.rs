@@ -129,6 +129,8 @@ pub struct StartedTransfer {
     pub refund_in_suspense: Option<RefundInSuspense>,
 }
 
+// One transfer's state is loaded at a time: boxing the started one would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Transfer {
     #[default]

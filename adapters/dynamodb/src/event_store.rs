@@ -363,42 +363,6 @@ impl EventStore for DynamoEventStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{classify, Cancellation, Target};
-
-    const S0: Target = Target::Stream(0);
-    const S1: Target = Target::Stream(1);
-    const KEY: Target = Target::Idempotency;
-
-    #[test]
-    fn a_used_key_wins_over_a_version_conflict() {
-        let targets = [S0, S1, KEY];
-        assert_eq!(classify(&["ConditionalCheckFailed", "None", "ConditionalCheckFailed"], &targets), Cancellation::KeyUsed { index: 2 });
-        assert_eq!(classify(&["TransactionConflict", "None", "ConditionalCheckFailed"], &targets), Cancellation::KeyUsed { index: 2 });
-    }
-
-    #[test]
-    fn a_failed_condition_on_an_event_or_check_is_a_conflict_on_its_stream() {
-        let targets = [S0, S0, S1, KEY];
-        assert_eq!(classify(&["None", "None", "ConditionalCheckFailed", "None"], &targets), Cancellation::Conflict(S1));
-        assert_eq!(classify(&["None", "TransactionConflict", "ConditionalCheckFailed", "None"], &targets), Cancellation::Conflict(S1));
-    }
-
-    #[test]
-    fn a_concurrent_transaction_is_a_conflict_too() {
-        assert_eq!(classify(&["None", "TransactionConflict"], &[S0, S1]), Cancellation::Conflict(S1));
-        assert_eq!(classify(&["None", "TransactionConflict"], &[S0, KEY]), Cancellation::Conflict(KEY));
-    }
-
-    #[test]
-    fn anything_else_is_a_store_failure() {
-        assert_eq!(classify(&["ThrottlingError", "None"], &[S0, KEY]), Cancellation::Failed);
-        assert_eq!(classify(&["ValidationError"], &[S0]), Cancellation::Failed);
-        assert_eq!(classify(&["None", "ProvisionedThroughputExceeded"], &[S0, KEY]), Cancellation::Failed);
-    }
-}
-
 /// Every stream of the events table: a scan that reads back only the keys and keeps
 /// each stream's first version. `progress` is told how many items each page held.
 pub async fn scan_streams(client: &Client, table: &str, progress: &(dyn Fn(u64) + Send + Sync)) -> Result<Vec<String>, StoreError> {
@@ -432,5 +396,41 @@ pub async fn scan_streams(client: &Client, table: &str, progress: &(dyn Fn(u64) 
             Some(key) if !key.is_empty() => start = Some(key),
             _ => return Ok(streams),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{classify, Cancellation, Target};
+
+    const S0: Target = Target::Stream(0);
+    const S1: Target = Target::Stream(1);
+    const KEY: Target = Target::Idempotency;
+
+    #[test]
+    fn a_used_key_wins_over_a_version_conflict() {
+        let targets = [S0, S1, KEY];
+        assert_eq!(classify(&["ConditionalCheckFailed", "None", "ConditionalCheckFailed"], &targets), Cancellation::KeyUsed { index: 2 });
+        assert_eq!(classify(&["TransactionConflict", "None", "ConditionalCheckFailed"], &targets), Cancellation::KeyUsed { index: 2 });
+    }
+
+    #[test]
+    fn a_failed_condition_on_an_event_or_check_is_a_conflict_on_its_stream() {
+        let targets = [S0, S0, S1, KEY];
+        assert_eq!(classify(&["None", "None", "ConditionalCheckFailed", "None"], &targets), Cancellation::Conflict(S1));
+        assert_eq!(classify(&["None", "TransactionConflict", "ConditionalCheckFailed", "None"], &targets), Cancellation::Conflict(S1));
+    }
+
+    #[test]
+    fn a_concurrent_transaction_is_a_conflict_too() {
+        assert_eq!(classify(&["None", "TransactionConflict"], &[S0, S1]), Cancellation::Conflict(S1));
+        assert_eq!(classify(&["None", "TransactionConflict"], &[S0, KEY]), Cancellation::Conflict(KEY));
+    }
+
+    #[test]
+    fn anything_else_is_a_store_failure() {
+        assert_eq!(classify(&["ThrottlingError", "None"], &[S0, KEY]), Cancellation::Failed);
+        assert_eq!(classify(&["ValidationError"], &[S0]), Cancellation::Failed);
+        assert_eq!(classify(&["None", "ProvisionedThroughputExceeded"], &[S0, KEY]), Cancellation::Failed);
     }
 }

@@ -62,8 +62,11 @@ pub struct Call<'a, R> {
 
 pub struct Idempotent<'a, R> {
     pub request: IdempotencyRequest,
-    pub render: Box<dyn Fn(Result<&R, &DomainError>) -> StoredResponse + Send + Sync + 'a>,
+    pub render: Render<'a, R>,
 }
+
+/// Renders a command's outcome as the answer stored under its idempotency key.
+pub type Render<'a, R> = Box<dyn Fn(Result<&R, &DomainError>) -> StoredResponse + Send + Sync + 'a>;
 
 impl<R> Call<'_, R> {
     /// A call without an idempotency key.

@@ -28,6 +28,8 @@ pub async fn upgrade(gateway: Arc<Gateway>, live: LiveFeed, protocol: GraphQLPro
                 let mut data = async_graphql::Data::default();
                 data.insert(Scope::for_caller(&gateway.app, &caller, uuid::Uuid::now_v7().to_string()));
                 data.insert(live);
+                // Queries over the socket batch their wallet reads as POST /graphql does.
+                data.insert(api::graphql::wallet_loader(&gateway.app));
                 Ok(data)
             })
             .serve()

@@ -377,3 +377,94 @@ fn a_subscription_is_refused_to_a_stranger_and_a_connection_to_no_token() {
         assert!(refused["reason"].as_str().unwrap().contains("token"), "{refused}");
     }
 }
+
+#[test]
+fn a_connection_holds_at_most_32_live_subscriptions_and_gets_a_place_back_when_one_completes() {
+    let server = Server::start("graphql-live-cap");
+    let alice = server.token("alice", "");
+    let wallet = create_active_wallet(&server, &alice);
+    wallet_at(&server, &alice, &wallet, 2);
+    let (mut live, _) = Subscriber::connect(&server, json!({"token": alice}));
+    for i in 0..32 {
+        live.subscribe(&format!("s{i}"), WALLET_UPDATED, json!({"id": wallet}));
+        let first = live.next();
+        assert_eq!((first["id"].as_str(), &first["payload"]["data"]["walletUpdated"]["version"]), (Some(format!("s{i}").as_str()), &json!(2)), "{first}");
+    }
+    live.subscribe("one-too-many", WALLET_UPDATED, json!({"id": wallet}));
+    let refused = live.next();
+    assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS", "{refused}");
+    assert_eq!(live.next(), json!({"id": "one-too-many", "type": "complete"}));
+
+    // Completing one gives its place back.
+    live.send(json!({"id": "s0", "type": "complete"}));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        live.subscribe("again", WALLET_UPDATED, json!({"id": wallet}));
+        let mut answer = live.next();
+        while answer["id"] == "s0" {
+            answer = live.next(); // the server's end of the completed one
+        }
+        if answer["payload"]["data"]["walletUpdated"]["version"] == 2 {
+            break;
+        }
+        // The complete may not have been handled yet: the refusal, then its end.
+        assert_eq!(answer["payload"]["errors"][0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS", "{answer}");
+        assert_eq!(live.next()["type"], "complete");
+        assert!(Instant::now() < deadline, "the completed subscription's place never came back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Every one of them still follows the wallet.
+    server.credit(&alice, &wallet, "5").expect(200);
+    let mut updated = std::collections::BTreeSet::new();
+    while updated.len() < 32 {
+        let update = live.next();
+        assert_eq!(update["payload"]["data"]["walletUpdated"]["version"], 3, "{update}");
+        updated.insert(update["id"].as_str().unwrap().to_string());
+    }
+    assert!(updated.contains("again") && !updated.contains("s0"), "{updated:?}");
+}
+
+#[test]
+fn queries_and_subscriptions_over_the_socket_spend_the_callers_query_budget() {
+    // Queries: 3 at once, refilled one a second; commands plenty.
+    let limits = ["--query-rate-limit", "1", "--query-burst", "3", "--command-rate-limit", "100", "--command-burst", "100"];
+    let server = Server::start_in(support::temp_dir("graphql-live-limits"), &limits);
+    let alice = server.token("alice", "");
+    let wallet = server.active_wallet(&alice, None);
+    server.eventually(&alice, &format!("/api/v2/wallets/{wallet}"), Duration::from_secs(5), |w| w["version"] == 2);
+    std::thread::sleep(Duration::from_millis(3_200)); // the query budget full again
+    let (mut live, _) = Subscriber::connect(&server, json!({"token": alice}));
+
+    // A query over the socket is answered (its wallet read batched as over HTTP).
+    let query = json!({"id": wallet});
+    live.subscribe("q0", "query($id: ID!) { wallet(id: $id) { walletId } }", query.clone());
+    let answer = live.next();
+    assert_eq!(answer["payload"]["data"]["wallet"]["walletId"], json!(wallet), "{answer}");
+    assert_eq!(live.next(), json!({"id": "q0", "type": "complete"}));
+
+    // Then a burst: the budget (3, less the one spent) runs out, and each refusal is
+    // RATE_LIMITED with when to retry, whether a query or a subscription.
+    let mut refused = Vec::new();
+    for i in 1..8 {
+        let (id, operation) = if i % 2 == 0 {
+            (format!("q{i}"), "query($id: ID!) { wallet(id: $id) { walletId } }")
+        } else {
+            (format!("s{i}"), "subscription($id: ID!) { walletUpdated(walletId: $id) { version } }")
+        };
+        live.subscribe(&id, operation, query.clone());
+        let answer = live.next();
+        if let Some(error) = answer["payload"]["errors"].get(0) {
+            assert_eq!((error["extensions"]["code"].as_str(), error["extensions"]["statusCode"].as_u64()), (Some("RATE_LIMITED"), Some(429)), "{answer}");
+            assert!(error["extensions"]["retryAfter"].as_u64().is_some_and(|s| s >= 1), "{answer}");
+            refused.push(id.clone());
+            assert_eq!(live.next(), json!({"id": id, "type": "complete"}));
+        } else if id.starts_with('q') {
+            assert_eq!(live.next(), json!({"id": id, "type": "complete"}));
+        }
+    }
+    assert!(refused.len() >= 4, "only {refused:?} refused of 7 over a budget of 2");
+    assert!(refused.iter().any(|id| id.starts_with('s')) && refused.iter().any(|id| id.starts_with('q')), "{refused:?}");
+    let metrics = server.metrics();
+    assert!(metrics.contains("healthpay_rate_limited_requests_total{route=\"graphql\",kind=\"query\"}"), "{metrics}");
+    assert!(metrics.contains("healthpay_rate_limited_requests_total{route=\"wallet.get\",kind=\"query\"}"), "{metrics}");
+}

@@ -15,7 +15,7 @@ use lambda_http::{Body, RequestExt};
 use serde::de::DeserializeOwned;
 use shared::app::Caller;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -29,6 +29,22 @@ pub struct Scope {
     idempotency_key: Option<lambda_http::http::HeaderValue>,
     /// Whether a command's answer was an earlier request's, replayed.
     replayed: AtomicBool,
+    /// For a WebSocket connection, its live subscriptions (none for `POST /graphql`).
+    socket: Option<Arc<AtomicUsize>>,
+}
+
+/// Live subscriptions one WebSocket connection may hold at once: each is woken by
+/// every projected event, so a connection may not open them without bound.
+pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 32;
+
+/// One of a connection's subscription places, given back when the subscription's
+/// stream is dropped (completed by the client, ended, or its connection closed).
+pub struct SubscriptionSlot(Arc<AtomicUsize>);
+
+impl Drop for SubscriptionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Scope {
@@ -41,6 +57,7 @@ impl Scope {
             correlation_id: incoming.correlation_id.clone(),
             idempotency_key: key,
             replayed: AtomicBool::new(false),
+            socket: None,
         })
     }
 
@@ -56,7 +73,34 @@ impl Scope {
             correlation_id,
             idempotency_key: None,
             replayed: AtomicBool::new(false),
+            socket: Some(Arc::default()),
         })
+    }
+
+    /// Spends the caller's query token for an operation sent over a WebSocket, which
+    /// no HTTP admission counted (`POST /graphql` is charged before it runs).
+    pub async fn charge_socket_operation(&self) -> async_graphql::Result<()> {
+        if self.socket.is_none() {
+            return Ok(());
+        }
+        crate::charge(&self.app, Route::GraphQL, &self.caller.sub).await.map_err(refused)
+    }
+
+    /// A place for one more live subscription on this connection, and its query
+    /// token: refused past [`MAX_SUBSCRIPTIONS_PER_CONNECTION`] (before any token is
+    /// spent) or over the caller's query limit.
+    pub async fn open_subscription(&self, route: Route) -> async_graphql::Result<Option<SubscriptionSlot>> {
+        let Some(live) = &self.socket else { return Ok(None) };
+        live.fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| (open < MAX_SUBSCRIPTIONS_PER_CONNECTION).then_some(open + 1)).map_err(|_| {
+            to_graphql(ApiError::new(
+                429,
+                "TOO_MANY_SUBSCRIPTIONS",
+                format!("at most {MAX_SUBSCRIPTIONS_PER_CONNECTION} live subscriptions per connection; complete one first"),
+            ))
+        })?;
+        let slot = SubscriptionSlot(live.clone());
+        crate::charge(&self.app, route, &self.caller.sub).await.map_err(refused)?;
+        Ok(Some(slot))
     }
 
     /// Whether an answer was replayed (the `Idempotent-Replayed` header, as REST sends it).
@@ -81,9 +125,7 @@ impl Scope {
         if route.is_command() {
             // Each mutation spends a command token, as its REST request would: many
             // mutations in one document are no way around the caller's limit.
-            crate::charge(&self.app, route, &self.caller.sub)
-                .await
-                .map_err(|refusal| to_graphql(refusal.error).extend_with(|_, e| e.set("retryAfter", refusal.retry_after_seconds)))?;
+            crate::charge(&self.app, route, &self.caller.sub).await.map_err(refused)?;
         }
         let answer = dispatch(&self.app, route, &incoming).await.map_err(to_graphql)?;
         if answer.headers.iter().any(|(name, _)| name == REPLAYED_HEADER) {
@@ -129,6 +171,11 @@ pub fn to_graphql(error: ApiError) -> async_graphql::Error {
         e.set("code", error.code);
         e.set("statusCode", error.status);
     })
+}
+
+/// A rate-limit refusal as a GraphQL error: `RATE_LIMITED`, 429, and `retryAfter` in seconds.
+fn refused(refusal: crate::Refusal) -> async_graphql::Error {
+    to_graphql(refusal.error).extend_with(|_, e| e.set("retryAfter", refusal.retry_after_seconds))
 }
 
 fn error_body(status: u16, body: &str) -> async_graphql::Error {

@@ -24,9 +24,10 @@ use crate::error::ApiError;
 use crate::http::{Incoming, REPLAYED_HEADER};
 use crate::App;
 use async_graphql::dataloader::DataLoader;
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute};
 use async_graphql::Schema;
 use shared::ports::StoredResponse;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Deepest selection accepted (the deepest useful one, a card's claims' items, is 5).
 pub const MAX_DEPTH: usize = 8;
@@ -60,7 +61,10 @@ pub fn schema(settings: Settings) -> LedgerSchema {
     static WITH: OnceLock<LedgerSchema> = OnceLock::new();
     static WITHOUT: OnceLock<LedgerSchema> = OnceLock::new();
     let build = || {
-        let builder = Schema::build(query::Query, mutation::Mutation, subscription::Subscription).limit_depth(MAX_DEPTH).limit_complexity(MAX_COMPLEXITY);
+        let builder = Schema::build(query::Query, mutation::Mutation, subscription::Subscription)
+            .limit_depth(MAX_DEPTH)
+            .limit_complexity(MAX_COMPLEXITY)
+            .extension(SocketOperations);
         if settings.introspection { builder } else { builder.disable_introspection() }.finish()
     };
     if settings.introspection { WITH.get_or_init(build) } else { WITHOUT.get_or_init(build) }.clone()
@@ -77,7 +81,7 @@ pub fn sdl() -> String {
 pub async fn serve(app: &App, incoming: &Incoming) -> Result<StoredResponse, ApiError> {
     let request: async_graphql::Request = incoming.json()?;
     let scope = bridge::Scope::of(app, incoming);
-    let request = request.data(scope.clone()).data(DataLoader::new(query::WalletLoader(app.read.clone()), tokio::spawn));
+    let request = request.data(scope.clone()).data(wallet_loader(app));
     let mut response = schema(app.graphql).execute(request).await;
     // Every resolver's error carries the REST code already; what is left is the
     // request's own shape (syntax, unknown fields, wrong types, over the limits).
@@ -91,6 +95,35 @@ pub async fn serve(app: &App, incoming: &Incoming) -> Result<StoredResponse, Api
     let body = serde_json::to_string(&response).map_err(ApiError::internal)?;
     let replayed = scope.replayed().then(|| (REPLAYED_HEADER.to_string(), "true".to_string()));
     Ok(StoredResponse { status: 200, body, headers: replayed.into_iter().collect() })
+}
+
+/// What batches one request's (or one WebSocket connection's) reads of wallets by id.
+pub fn wallet_loader(app: &App) -> DataLoader<query::WalletLoader> {
+    DataLoader::new(query::WalletLoader(app.read.clone()), tokio::spawn)
+}
+
+/// Charges a query or mutation sent over the WebSocket one query token, as
+/// `POST /graphql` is charged before it runs (its mutations are charged one by one
+/// as they run, wherever they come from). A subscription is charged when it opens
+/// ([`bridge::Scope::open_subscription`]).
+struct SocketOperations;
+
+impl ExtensionFactory for SocketOperations {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(SocketOperations)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for SocketOperations {
+    async fn execute(&self, ctx: &ExtensionContext<'_>, operation_name: Option<&str>, next: NextExecute<'_>) -> async_graphql::Response {
+        if let Some(scope) = ctx.data_opt::<Arc<bridge::Scope>>() {
+            if let Err(refused) = scope.charge_socket_operation().await {
+                return async_graphql::Response::from_errors(vec![refused.into_server_error(Default::default())]);
+            }
+        }
+        next.run(ctx, operation_name).await
+    }
 }
 
 /// `POST /graphql`'s body (for the OpenAPI document; `async_graphql::Request` reads it).

@@ -4,7 +4,7 @@
 //! REST route's handler, so only a caller who may read it is answered (checked when
 //! subscribing, and again at every update).
 
-use super::bridge::{uuid, Scope};
+use super::bridge::{uuid, Scope, SubscriptionSlot};
 use super::types::{Claim, Transfer, Wallet};
 use crate::routes::Route;
 use async_graphql::{Context, Subscription, ID};
@@ -64,6 +64,8 @@ struct Following<T> {
     first: Option<T>,
     last_version: u64,
     ended: bool,
+    /// The connection's place this subscription holds, given back when it is dropped.
+    _slot: Option<SubscriptionSlot>,
 }
 
 /// Reads `id` through `route` (refusing the subscription as the route refuses the
@@ -77,11 +79,12 @@ async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
     version: fn(&T) -> u64,
 ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<T>>> {
     let scope = ctx.data_unchecked::<Arc<Scope>>().clone();
+    let slot = scope.open_subscription(route).await?;
     // Subscribed before the first read: no update between the two is missed.
     let updates = ctx.data::<LiveFeed>()?.0.subscribe();
     let key = id.to_string();
     let first: T = scope.call(route, &[(param, &key)], &[], None).await?;
-    let following = Following { scope, updates, last_version: version(&first), first: Some(first), ended: false };
+    let following = Following { scope, updates, last_version: version(&first), first: Some(first), ended: false, _slot: slot };
     Ok(stream::unfold(following, move |mut state| {
         let key = key.clone();
         async move {

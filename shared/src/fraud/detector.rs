@@ -24,6 +24,7 @@ use crate::ports::{Document, ReadStore, StoreError};
 use crate::projection::feed::FeedConsumer;
 use crate::wallet::{Wallet, WalletEvent};
 use async_trait::async_trait;
+use serde::Deserialize;
 use std::sync::Arc;
 
 /// The read-store document kind of the wallets' watches.
@@ -81,7 +82,7 @@ impl FraudDetector {
         let mut watch: WalletWatch = match &stored {
             None => WalletWatch::default(),
             Some(document) => {
-                serde_json::from_value(document.body.clone()).map_err(|e| StoreError::new(format!("corrupt {WATCH_KIND} document {wallet_id}: {e}")))?
+                WalletWatch::deserialize(&document.body).map_err(|e| StoreError::new(format!("corrupt {WATCH_KIND} document {wallet_id}: {e}")))?
             }
         };
         if envelope.version <= watch.version {

@@ -215,10 +215,30 @@ pub struct WalletWatch {
     pub opened_at: Option<DateTime<Utc>>,
     /// When the latest outgoing movements happened, oldest first: at most
     /// `velocity_count + 1` of them, all within the velocity window of the newest.
+    /// Stored as epoch nanoseconds: the watch is read and written at every
+    /// outgoing movement, and numbers cost neither an allocation nor a date parse.
+    #[serde(with = "epoch_nanos")]
     pub recent: VecDeque<DateTime<Utc>>,
     /// Money sent out within the new-wallet period, and in how many movements.
     pub early_outflow: Money,
     pub early_movements: u32,
+}
+
+/// A run of instants as epoch nanoseconds: exact (the rules see the same instants
+/// after a round trip through the store), and numbers, not strings to parse.
+mod epoch_nanos {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::collections::VecDeque;
+
+    pub fn serialize<S: Serializer>(instants: &VecDeque<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
+        let nanos = |at: &DateTime<Utc>| at.timestamp_nanos_opt().ok_or_else(|| serde::ser::Error::custom(format!("{at} is beyond epoch nanoseconds")));
+        serializer.collect_seq(instants.iter().map(nanos).collect::<Result<Vec<i64>, _>>()?)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<VecDeque<DateTime<Utc>>, D::Error> {
+        Ok(Vec::<i64>::deserialize(deserializer)?.into_iter().map(DateTime::from_timestamp_nanos).collect())
+    }
 }
 
 impl WalletWatch {
@@ -421,5 +441,14 @@ mod tests {
         assert!(FraudRules { velocity_window_seconds: 0, ..FraudRules::default() }.validate().is_err());
         assert!(FraudRules { high_value: Money::ZERO, ..FraudRules::default() }.validate().is_err());
         assert!(FraudRules { new_wallet_hours: 0, ..FraudRules::default() }.validate().is_err());
+    }
+
+    #[test]
+    fn a_watch_round_trips_through_its_document_exactly_with_instants_as_numbers() {
+        let mut watch = WalletWatch { version: 7, opened_at: Some(t0()), ..WalletWatch::default() };
+        watch.recent.extend([t0() + Duration::nanoseconds(1), t0() + Duration::milliseconds(1500) + Duration::nanoseconds(999)]);
+        let body = serde_json::to_value(&watch).unwrap();
+        assert!(body["recent"].as_array().unwrap().iter().all(serde_json::Value::is_i64), "{body}");
+        assert_eq!(WalletWatch::deserialize(&body).unwrap(), watch);
     }
 }

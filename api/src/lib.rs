@@ -147,15 +147,12 @@ pub(crate) struct Refusal {
     pub retry_after_seconds: u64,
 }
 
-/// Spends one of `sub`'s tokens for `route`: a command's budget for commands, a
-/// query's for queries and for `POST /graphql` itself, whose mutations are each
-/// charged as a command by the bridge ([`graphql::bridge`]) as they run, so that
-/// one GraphQL request of many mutations costs what as many REST commands cost.
+/// Spends one of `sub`'s tokens from `route`'s budget ([`Route::budget`]).
 /// A limiter whose backend fails lets the request through (logged): the gateway's
 /// own throttle still guards the API, and a ledger that refused every payment
 /// because a counter table was unreachable would be worse than one briefly unlimited.
 pub(crate) async fn charge(app: &App, route: Route, sub: &str) -> Result<(), Refusal> {
-    let kind = if route.is_command() && route != Route::GraphQL { RequestKind::Command } else { RequestKind::Query };
+    let kind = route.budget();
     let over = match app.limiter.admit(sub, kind).await {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(over)) => over,

@@ -7,7 +7,7 @@ use crate::auth::Role;
 use crate::error::ApiError;
 use crate::http::Incoming;
 use crate::{claims, fraud, graphql, medcards, payments, queries, transfers, wallets, App};
-use shared::ports::StoredResponse;
+use shared::ports::{RequestKind, StoredResponse};
 
 /// Who may call a route. The application layer decides each case (`shared::app`);
 /// this is the route's promise, which the authorization matrix test holds it to.
@@ -127,6 +127,18 @@ routes! {
 impl Route {
     pub fn is_command(self) -> bool {
         self.method() != "GET"
+    }
+
+    /// Which of the caller's rate-limit budgets a request spends. `POST /graphql`
+    /// spends a query's: each mutation in it spends a command's as it runs
+    /// ([`crate::graphql::bridge`]), so a document of many mutations costs what as
+    /// many REST commands cost.
+    pub fn budget(self) -> RequestKind {
+        if self.is_command() && self != Route::GraphQL {
+            RequestKind::Command
+        } else {
+            RequestKind::Query
+        }
     }
 
     /// Whether the route needs a caller (everything but the health check).
